@@ -1,0 +1,27 @@
+"""The `dialer` command line: one typer app with a sub-app per area.
+
+Each area keeps its commands in its own module under ``dialer/commands/`` and is
+mounted here, so this file stays a table of contents.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from dialer.commands import sip as sip_commands
+
+app = typer.Typer(
+    name="dialer",
+    help="An asyncio SIP dialer with ACD. Run `dialer COMMAND --help` for details.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(sip_commands.app, name="sip")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
