@@ -221,7 +221,7 @@ def _parse_all(value: str) -> list[_Parsed]:
     s = _Scanner(value)
     s.skip_ws()
     if s.at_end():
-        raise AuthError("empty header value: expected 'Digest realm=\"...\", nonce=\"...\", ...'")
+        raise AuthError('empty header value: expected \'Digest realm="...", nonce="...", ...\'')
     out: list[_Parsed] = []
     while True:
         scheme = s.token()
@@ -251,7 +251,7 @@ def _parse_all(value: str) -> list[_Parsed]:
             else:
                 val = s.bare()
                 if not val:
-                    raise AuthError(f"parameter {name!r} has an empty value; quote it (\"\") if empty is meant")
+                    raise AuthError(f'parameter {name!r} has an empty value; quote it ("") if empty is meant')
             key = name.lower()
             if key in params:
                 raise AuthError(f"parameter {name!r} appears twice")
@@ -610,9 +610,7 @@ class InMemoryCredentials:
         self._ha1: dict[tuple[str, str], str] = {}
 
     @classmethod
-    def from_passwords(
-        cls, realm: str, accounts: Mapping[str, str] | Iterable[tuple[str, str]]
-    ) -> InMemoryCredentials:
+    def from_passwords(cls, realm: str, accounts: Mapping[str, str] | Iterable[tuple[str, str]]) -> InMemoryCredentials:
         store = cls(realm)
         pairs = accounts.items() if isinstance(accounts, Mapping) else accounts
         for username, password in pairs:
@@ -704,8 +702,7 @@ class DigestServer:
         self.opaque = hmac.new(secret, b"opaque:" + realm.encode(), hashlib.sha256).hexdigest()[:32]
         # HA1-shaped values to hash against for unknown users, so they cost the same work.
         self._dummy_ha1 = {
-            algo: _h(algo, hmac.new(secret, b"dummy:" + realm.encode(), hashlib.sha256).hexdigest())
-            for algo in _HASHES
+            algo: _h(algo, hmac.new(secret, b"dummy:" + realm.encode(), hashlib.sha256).hexdigest()) for algo in _HASHES
         }
         self._nc: OrderedDict[str, int] = OrderedDict()
         # Timestamp of the newest nonce evicted from _nc: an older nonce we no longer track
