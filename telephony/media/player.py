@@ -19,7 +19,7 @@ import numpy.typing as npt
 from telephony.media.wav import read_wav
 from telephony.rtp.g711 import ENCODE_TABLES, SILENCE_BYTE, Pcm16
 
-__all__ = ["AudioSource", "Playout", "load_source", "tone"]
+__all__ = ["AudioSource", "Playout", "dtmf_tone", "load_source", "tone"]
 
 AudioSource = str | os.PathLike[str] | npt.NDArray[np.int16]
 SAMPLE_RATE: Final = 8000
@@ -33,6 +33,25 @@ def tone(freq_hz: float, seconds: float, amplitude: float = 0.3, *, rate: int = 
         raise ValueError(f"tone of {freq_hz} Hz for {seconds} s is impossible at {rate} Hz sampling")
     t = np.arange(round(seconds * rate)) / rate
     return np.round(np.sin(2 * np.pi * freq_hz * t) * amplitude * 32767).astype(np.int16)
+
+
+# ITU-T Q.23 row/column frequencies, for peers that did not negotiate telephone-event.
+_DTMF_LOW: Final = (697, 770, 852, 941)
+_DTMF_HIGH: Final = (1209, 1336, 1477, 1633)
+_DTMF_KEYS: Final = ("123A", "456B", "789C", "*0#D")
+
+
+def dtmf_tone(digit: str, seconds: float = 0.1, pause: float = 0.0, *, amplitude: float = 0.25) -> Pcm16:
+    """In-band DTMF (Q.23 dual tone) for ``digit``, followed by ``pause`` seconds of silence."""
+    key = digit.upper()
+    for row, keys in enumerate(_DTMF_KEYS):
+        if key and key in keys:
+            col = keys.index(key)
+            tones = tone(_DTMF_LOW[row], seconds, amplitude).astype(np.int32)
+            tones += tone(_DTMF_HIGH[col], seconds, amplitude)
+            silence = np.zeros(round(pause * SAMPLE_RATE), dtype=np.int32)
+            return np.concatenate([tones, silence]).astype(np.int16)
+    raise ValueError(f"{digit!r} is not a DTMF key; use 0-9, *, # or A-D")
 
 
 def load_source(source: AudioSource) -> Pcm16:
