@@ -1,7 +1,274 @@
-"""`dialer sip serve` and `dialer sip call`: trunk and phone diagnostics."""
+"""`dialer sip serve` and `dialer sip call`: the operator's trunk and phone diagnostics.
+
+Both are scriptable: `serve` prints one JSON object per line on stdout for every event
+(registrations, calls, DTMF, call ends) and `call` prints exactly one JSON line with the
+outcome. Logs go to stderr. `call` exits 0 only when the call was answered; otherwise
+its exit status names the outcome (see ``EXIT_CODES``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from telephony.aio.ua import Call, UAConfig, UserAgent
+from telephony.sip.dialog import CallOutcome
+from telephony.sip.uri import SipSyntaxError, SipURI
+
 app = typer.Typer(help="SIP diagnostics: a standalone UA/registrar, and one test call.", no_args_is_help=True)
+
+EXIT_CODES: dict[str, int] = {
+    CallOutcome.ANSWERED: 0,
+    CallOutcome.BUSY: 2,
+    CallOutcome.NO_ANSWER: 3,
+    CallOutcome.REJECTED: 4,
+    CallOutcome.UNAVAILABLE: 5,
+    CallOutcome.NOT_FOUND: 6,
+    CallOutcome.FAILED: 7,
+    CallOutcome.CANCELLED: 8,
+}
+
+
+def _emit(obj: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    """'127.0.0.1:5060', '[::1]:5060' or '::1' -> host, port."""
+    v = value.strip()
+    if v.startswith("["):
+        host, _, rest = v[1:].partition("]")
+        port = rest.lstrip(":") or "5060"
+    elif v.count(":") == 1:
+        host, port = v.split(":")
+    elif v.count(":") > 1:
+        host, port = v, "5060"
+    else:
+        host, port = v, "5060"
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise typer.BadParameter(f"--listen {value!r}: the port must be 0-65535, e.g. 127.0.0.1:5060")
+    return host, int(port)
+
+
+def _parse_users(users: list[str]) -> dict[str, str]:
+    accounts: dict[str, str] = {}
+    for u in users:
+        name, sep, password = u.partition(":")
+        if not sep or not name or not password:
+            raise typer.BadParameter(f"--user {u!r}: expected NAME:PASSWORD, e.g. --user agent1:secret")
+        accounts[name] = password
+    return accounts
+
+
+def _setup_logging(verbose: bool) -> None:
+    from infra.logging import configure_logging
+
+    configure_logging(level="debug" if verbose else "warning", stream=sys.stderr)
+
+
+def _install_loop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+@app.command()
+def serve(
+    listen: Annotated[
+        str, typer.Option(help="Address to listen on (UDP and TCP), e.g. 127.0.0.1:5060 or [::1]:5060")
+    ] = ("127.0.0.1:5060"),
+    user: Annotated[
+        list[str] | None, typer.Option(help="NAME:PASSWORD; repeat. Challenges REGISTER and INVITE.")
+    ] = None,
+    echo: Annotated[bool, typer.Option(help="Echo the caller's audio back")] = False,
+    play: Annotated[Path | None, typer.Option(help="WAV file (8 kHz mono PCM16 or G.711) to play to callers")] = None,
+    duration: Annotated[float, typer.Option(help="Stop after this many seconds (0: run until Ctrl-C)")] = 0.0,
+    answer_after: Annotated[float, typer.Option(help="Ring this many seconds before answering")] = 0.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
+) -> None:
+    """Run a standalone UA and registrar that answers every INVITE."""
+    if echo and play:
+        raise typer.BadParameter("--echo and --play are exclusive: pick one")
+    if play is not None and not play.is_file():
+        raise typer.BadParameter(f"--play {play}: no such file")
+    host, port = _parse_listen(listen)
+    accounts = _parse_users(user or [])
+    _setup_logging(verbose)
+    _install_loop()
+    asyncio.run(_serve(host, port, accounts, echo, play, duration, answer_after))
+
+
+async def _serve(
+    host: str, port: int, accounts: dict[str, str], echo: bool, play: Path | None, duration: float, answer_after: float
+) -> None:
+    ua = UserAgent(UAConfig(host=host, port=port, accounts=accounts, user="serve"))
+    await ua.start()
+    _emit({"event": "listening", "host": host, "port": ua.port, "users": sorted(accounts)})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    digits: dict[str, list[str]] = {}
+
+    def ended(call: Call) -> None:
+        _emit({"event": "call_ended", **call.as_dict(), "dtmf": "".join(digits.pop(call.id, []))})
+
+    ua.on_call_ended = ended
+
+    async def handle(call: Call) -> None:
+        _emit({"event": "call_incoming", "call_id": call.id, "from": call.remote})
+        digits[call.id] = []
+
+        def got(d: str) -> None:
+            digits.setdefault(call.id, []).append(d)
+            _emit({"event": "dtmf", "call_id": call.id, "digit": d, "digits": "".join(digits[call.id])})
+
+        call.on_dtmf = got
+        try:
+            if answer_after > 0:
+                await call.ring()
+                await asyncio.sleep(answer_after)
+                if call.ended:
+                    return
+            await call.answer()
+        except Exception as exc:  # report any failure as an event and keep serving
+            _emit({"event": "answer_failed", "call_id": call.id, "error": str(exc)})
+            return
+        _emit({"event": "call_answered", "call_id": call.id})
+        if echo and call.media is not None:
+            call.media.start_echo()
+        elif play is not None:
+            await call.play(play, loop=True)
+
+    tasks: set[asyncio.Task[None]] = set()
+
+    def incoming(call: Call) -> None:
+        t = loop.create_task(handle(call))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+
+    ua.on_incoming = incoming
+    try:
+        if duration > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
+        else:
+            await stop.wait()
+    finally:
+        await ua.close()
+        _emit({"event": "stopped", **ua.stats})
+
+
+@app.command()
+def call(
+    uri: Annotated[str, typer.Argument(help="Who to call, e.g. sip:1000@127.0.0.1:5070")],
+    user: Annotated[str | None, typer.Option(help="NAME:PASSWORD for digest auth if challenged")] = None,
+    play: Annotated[Path | None, typer.Option(help="WAV file to play once answered")] = None,
+    record: Annotated[Path | None, typer.Option(help="Write the received audio to this WAV")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Seconds to stay connected (default: the --play length, else 5)")
+    ] = None,
+    ring_timeout: Annotated[float, typer.Option(help="Seconds to ring before cancelling (outcome no_answer)")] = 25.0,
+    dtmf: Annotated[str | None, typer.Option(help="DTMF digits to send once answered (RFC 4733)")] = None,
+    listen: Annotated[
+        str | None, typer.Option(help="Local address, default an ephemeral port on the target's family")
+    ] = None,
+    from_user: Annotated[str, typer.Option(help="User part of our From URI")] = "dialer",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
+) -> None:
+    """Place one call and print its outcome and SIP status as one JSON line."""
+    try:
+        target = SipURI.parse(uri)
+    except SipSyntaxError as exc:
+        raise typer.BadParameter(f"{exc}. Example: sip:1000@127.0.0.1:5070") from None
+    if play is not None and not play.is_file():
+        raise typer.BadParameter(f"--play {play}: no such file")
+    if dtmf is not None and any(c not in "0123456789*#ABCDabcd" for c in dtmf):
+        raise typer.BadParameter(f"--dtmf {dtmf!r}: digits are 0-9, *, # and A-D")
+    if ring_timeout <= 0:
+        raise typer.BadParameter("--ring-timeout must be positive")
+    auth = None
+    if user:
+        auth = next(iter(_parse_users([user]).items()))
+    if listen:
+        host, port = _parse_listen(listen)
+    else:
+        loopback = "::1" if ":" in target.host else "127.0.0.1"
+        host, port = (loopback if _is_loopback(target.host) else "0.0.0.0"), 0
+    _setup_logging(verbose)
+    _install_loop()
+    code = asyncio.run(_call(uri, host, port, auth, play, record, duration, ring_timeout, dtmf, from_user))
+    raise typer.Exit(code)
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+async def _call(
+    uri: str,
+    host: str,
+    port: int,
+    auth: tuple[str, str] | None,
+    play: Path | None,
+    record: Path | None,
+    duration: float | None,
+    ring_timeout: float,
+    dtmf: str | None,
+    from_user: str,
+) -> int:
+    ua = UserAgent(UAConfig(host=host, port=port, registrar=False, user=from_user))
+    await ua.start()
+    started = time.monotonic()
+    try:
+        c = await ua.call(uri, auth=auth, ring_timeout=ring_timeout, from_user=from_user)
+        outcome = await c.wait_answered()
+        talk = 0.0
+        if outcome.outcome is CallOutcome.ANSWERED and not c.ended:
+            if record is not None and c.media is not None:
+                c.media.record_to(record)
+            hold = duration if duration is not None else (_wav_seconds(play) if play else 5.0)
+            t0 = time.monotonic()
+
+            async def talk_task() -> None:
+                if dtmf:
+                    await c.send_dtmf(dtmf)
+                if play is not None:
+                    await c.play(play)
+                await asyncio.sleep(max(0.0, hold - (time.monotonic() - t0)))
+
+            tt = asyncio.ensure_future(talk_task())
+            ended = asyncio.ensure_future(c.wait_ended())
+            await asyncio.wait({tt, ended}, timeout=hold + 10.0, return_when=asyncio.FIRST_COMPLETED)
+            tt.cancel()
+            ended.cancel()
+            talk = time.monotonic() - t0
+            await c.hangup()
+        else:
+            await c.wait_ended()
+        result = c.as_dict()
+        result["talk_seconds"] = round(talk, 3)
+        result["elapsed"] = round(time.monotonic() - started, 3)
+        if c.media is not None:
+            result["media"] = c.media.stats
+        _emit(result)
+        return EXIT_CODES.get(c.outcome.outcome if c.outcome else CallOutcome.FAILED, 7)
+    finally:
+        await ua.close()
+
+
+def _wav_seconds(path: Path) -> float:
+    import wave
+
+    with wave.open(str(path), "rb") as w:
+        return w.getnframes() / float(w.getframerate() or 8000)

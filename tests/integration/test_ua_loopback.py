@@ -1,0 +1,182 @@
+"""Two of our user agents talking over loopback: the facade's behaviour end to end.
+
+Independent peers (sipp, baresip, pyVoIP) are in tests/interop; these tests pin down the
+facade's contract (outcomes, DTMF, hold, auth, registrar routing, media timeout) quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from telephony.aio.ua import Call, CallState, UAConfig, UserAgent
+from telephony.sip.dialog import CallOutcome
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[UserAgent, UserAgent]]:
+    a = UserAgent(UAConfig(host="127.0.0.1", port=0, user="alice", registrar=False))
+    b = UserAgent(UAConfig(host="127.0.0.1", port=0, user="bob"))
+    await a.start()
+    await b.start()
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def next_call(ua: UserAgent) -> Call:
+    it = ua.incoming()
+    return await asyncio.wait_for(it.__anext__(), 5)
+
+
+async def test_answer_dtmf_and_bye(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    out = await a.call(f"sip:bob@127.0.0.1:{b.port}")
+    inc = await next_call(b)
+    await inc.ring()
+    await inc.answer()
+    outcome = await asyncio.wait_for(out.wait_answered(), 5)
+    assert outcome.outcome is CallOutcome.ANSWERED and outcome.sip_status == 200
+    assert out.ringing_at is not None and out.answered_at is not None
+    await out.send_dtmf("12#")
+    got = []
+    async for d in inc.dtmf():
+        got.append(d)
+        if len(got) == 3:
+            break
+    assert "".join(got) == "12#"
+    await out.hangup()
+    await asyncio.wait_for(inc.wait_ended(), 5)
+    assert inc.ended_by == "remote" and out.ended_by == "local"
+    assert out.state is CallState.ENDED
+
+
+async def test_busy_maps_to_busy_with_status(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    out = await a.call(f"sip:bob@127.0.0.1:{b.port}")
+    inc = await next_call(b)
+    await inc.reject(486)
+    outcome = await asyncio.wait_for(out.wait_answered(), 5)
+    assert (outcome.outcome, outcome.sip_status) == (CallOutcome.BUSY, 486)
+
+
+async def test_ring_timeout_cancels_as_no_answer(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    out = await a.call(f"sip:bob@127.0.0.1:{b.port}", ring_timeout=0.5)
+    inc = await next_call(b)
+    await inc.ring()
+    outcome = await asyncio.wait_for(out.wait_answered(), 5)
+    assert (outcome.outcome, outcome.sip_status) == (CallOutcome.NO_ANSWER, 487)
+    await asyncio.wait_for(inc.wait_ended(), 5)
+    assert inc.outcome is not None and inc.outcome.outcome is CallOutcome.CANCELLED
+
+
+async def test_explicit_cancel(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    out = await a.call(f"sip:bob@127.0.0.1:{b.port}")
+    inc = await next_call(b)
+    await inc.ring()
+    await asyncio.sleep(0.05)
+    await out.cancel()
+    outcome = await asyncio.wait_for(out.wait_answered(), 5)
+    assert outcome.outcome is CallOutcome.CANCELLED
+
+
+async def test_hold_and_unhold_reinvite(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    out = await a.call(f"sip:bob@127.0.0.1:{b.port}")
+    inc = await next_call(b)
+    await inc.answer()
+    await out.wait_answered()
+    await out.hold()
+    await asyncio.sleep(0.2)
+    assert inc.media is not None and inc.media.params is not None and inc.media.params.direction == "recvonly"
+    await out.unhold()
+    await asyncio.sleep(0.2)
+    assert inc.media.params is not None and inc.media.params.direction == "sendrecv"
+    await out.hangup()
+
+
+async def test_digest_challenge_and_registrar_routing() -> None:
+    server = UserAgent(UAConfig(host="127.0.0.1", port=0, user="pbx", accounts={"agent1": "s3cret"}))
+    agent = UserAgent(UAConfig(host="127.0.0.1", port=0, user="agent1", registrar=False))
+    caller = UserAgent(UAConfig(host="127.0.0.1", port=0, user="caller", registrar=False))
+    for ua in (server, agent, caller):
+        await ua.start()
+    try:
+        ok = await agent.register(f"sip:127.0.0.1:{server.port}", "agent1", "s3cret", expires=300)
+        assert ok is not None and ok.status == 200
+        assert server.registered("agent1")
+        bad = await caller.register(f"sip:127.0.0.1:{server.port}", "agent1", "wrong", expires=300)
+        assert bad is not None and bad.status == 401
+        # The server calls the agent through its binding.
+        out = await server.call("sip:agent1@127.0.0.1")
+        inc = await next_call(agent)
+        await inc.answer()
+        assert (await out.wait_answered()).outcome is CallOutcome.ANSWERED
+        await out.hangup()
+        # An INVITE to the server is challenged and succeeds with credentials.
+        c = await caller.call(f"sip:pbx@127.0.0.1:{server.port}", auth=("agent1", "s3cret"))
+        inc2 = await next_call(server)
+        await inc2.answer()
+        assert (await c.wait_answered()).outcome is CallOutcome.ANSWERED
+        await c.hangup()
+        # Without credentials: a 401 is our configuration's failure, not the callee's rejection.
+        d = await caller.call(f"sip:pbx@127.0.0.1:{server.port}")
+        res = await asyncio.wait_for(d.wait_answered(), 5)
+        assert res.sip_status == 401 and res.outcome is CallOutcome.FAILED
+    finally:
+        for ua in (server, agent, caller):
+            await ua.close()
+
+
+async def test_media_timeout_ends_the_call() -> None:
+    a = UserAgent(UAConfig(host="127.0.0.1", port=0, user="a", registrar=False, media_timeout=1.0))
+    b = UserAgent(UAConfig(host="127.0.0.1", port=0, user="b", registrar=False, media_timeout=60.0))
+    await a.start()
+    await b.start()
+    try:
+        out = await a.call(f"sip:b@127.0.0.1:{b.port}")
+        inc = await next_call(b)
+        await inc.answer()
+        await out.wait_answered()
+        # b sends no RTP at all (nobody plays), so a's media timeout ends the call with a BYE.
+        await asyncio.wait_for(out.wait_ended(), 6)
+        assert out.ended_by == "media_timeout"
+        await asyncio.wait_for(inc.wait_ended(), 5)
+        assert inc.ended_by == "remote"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_play_reaches_the_other_side(pair: tuple[UserAgent, UserAgent], tmp_path: object) -> None:
+    a, b = pair
+    out = await a.call(f"sip:bob@127.0.0.1:{b.port}")
+    inc = await next_call(b)
+    await inc.answer()
+    await out.wait_answered()
+    t = np.arange(8000) / 8000.0
+    tone = (np.sin(2 * np.pi * 1000 * t) * 8000).astype(np.int16)
+    assert inc.media is not None
+    path = __import__("pathlib").Path(str(tmp_path)) / "rx.wav"
+    inc.media.record_to(path)
+    await out.play(tone)
+    await asyncio.sleep(0.2)
+    await out.hangup()
+    await inc.wait_ended()
+    import wave
+
+    with wave.open(str(path)) as w:
+        frames = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+    assert len(frames) > 4000
+    spectrum = np.abs(np.fft.rfft(frames.astype(float)))
+    peak = np.argmax(spectrum) * 8000 / len(frames)
+    assert abs(peak - 1000) < 20
