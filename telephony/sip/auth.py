@@ -417,6 +417,8 @@ def parse_credentials(value: str) -> DigestCredentials:
             raise AuthError(f"qop={qop} requires both nc= and cnonce=")
         if len(nc) != _NC_LEN or any(c not in "0123456789abcdefABCDEF" for c in nc):
             raise AuthError(f"nc={nc!r} must be 8 hexadecimal digits, e.g. nc=00000001")
+    if algorithm.endswith("-sess") and cnonce is None:
+        raise AuthError(f"algorithm={algorithm} requires cnonce=")
     if not response or any(c not in "0123456789abcdefABCDEF" for c in response):
         raise AuthError("response= must be a hexadecimal digest")
     return DigestCredentials(
@@ -671,6 +673,9 @@ class DigestServer:
     (RFC 7616 §3.4: nc must increase). Failures are counted per source address; after
     ``lockout_threshold`` within ``lockout_window`` seconds the source is refused for
     ``lockout_time``. Both tables are bounded by ``max_tracked``.
+
+    ``allow_rfc2069`` accepts answers without ``qop`` (pyVoIP and some old phones send
+    them); each nonce then works once, since there is no ``nc`` to tell a replay.
     """
 
     def __init__(
@@ -685,6 +690,7 @@ class DigestServer:
         lockout_time: float = 300.0,
         max_tracked: int = 10_000,
         algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
+        allow_rfc2069: bool = False,
     ) -> None:
         if len(secret) < 16:
             raise ValueError("DigestServer secret must be at least 16 random bytes (use secrets.token_bytes(32))")
@@ -699,6 +705,8 @@ class DigestServer:
         self.lockout_time = lockout_time
         self.max_tracked = max_tracked
         self.algorithms = tuple(_canonical_algorithm(a) for a in algorithms)
+        # RFC 2069 answers (no qop, so no nc) are only accepted once per nonce.
+        self.allow_rfc2069 = allow_rfc2069
         self.opaque = hmac.new(secret, b"opaque:" + realm.encode(), hashlib.sha256).hexdigest()[:32]
         # HA1-shaped values to hash against for unknown users, so they cost the same work.
         self._dummy_ha1 = {
@@ -798,7 +806,7 @@ class DigestServer:
         user = cred.username
         if cred.algorithm not in self.algorithms and _base_algorithm(cred.algorithm) not in self.algorithms:
             return AuthResult("bad_request", user, f"algorithm {cred.algorithm} was not offered")
-        if cred.qop is None:
+        if cred.qop is None and not self.allow_rfc2069:
             return AuthResult("bad_request", user, "credentials without qop (RFC 2069) are not accepted; use qop=auth")
         if cred.qop == "auth-int" and body is None:
             return AuthResult("bad_request", user, "qop=auth-int was not offered; use qop=auth")
@@ -838,8 +846,7 @@ class DigestServer:
             return AuthResult("challenge", user, f"{why} for {user!r}")
         if age > self.nonce_ttl:
             return AuthResult("stale", user, f"nonce expired {age - self.nonce_ttl:.0f}s ago")
-        assert cred.nc is not None
-        nc = int(cred.nc, 16)
+        nc = int(cred.nc, 16) if cred.nc is not None else 1
         last = self._nc.get(cred.nonce)
         if last is None and issued_ms <= self._nc_evicted_ts:
             return AuthResult("stale", user, "nonce no longer tracked for replay protection")

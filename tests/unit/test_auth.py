@@ -569,3 +569,84 @@ def test_credential_store_keeps_no_plain_password() -> None:
 def test_server_refuses_a_weak_secret() -> None:
     with pytest.raises(ValueError, match="at least 16 random bytes"):
         DigestServer(REALM, InMemoryCredentials(REALM), secret=b"short")
+
+
+# ----------------------------------------------------------------------------- legacy and interop
+
+
+def test_rfc2069_answers_accepted_once_per_nonce_when_allowed() -> None:
+    creds = InMemoryCredentials.from_passwords(REALM, {"alice": "wonderland"})
+    strict = DigestServer(REALM, creds, secret=SECRET)
+    legacy = DigestServer(REALM, creds, secret=SECRET, allow_rfc2069=True)
+    offer = DigestChallenge(realm=REALM, nonce=legacy.make_nonce(0.0)).to_header()
+    value = DigestClient("alice", "wonderland").authorize([offer], method="REGISTER", uri=URI)
+    assert strict.verify(value, method="REGISTER", source="s", now=1.0).outcome == "bad_request"
+    assert legacy.verify(value, method="REGISTER", source="s", now=1.0).outcome == "ok"
+    assert legacy.verify(value, method="REGISTER", source="s", now=2.0).outcome == "stale"  # no nc: one use
+    wrong = DigestClient("alice", "nope").authorize([offer], method="REGISTER", uri=URI)
+    assert legacy.verify(wrong, method="REGISTER", source="s", now=1.0).outcome == "challenge"
+
+
+def test_sess_algorithm_without_cnonce_is_a_bad_request_not_a_crash() -> None:
+    server = make_server()
+    value = (
+        f'Digest username="alice", realm="{REALM}", nonce="{server.make_nonce(0.0)}", uri="{URI}", '
+        'response="00", algorithm=MD5-sess'
+    )
+    result = server.verify(value, method="INVITE", source="s", now=1.0)
+    assert result.outcome == "bad_request" and "requires cnonce" in result.reason
+
+
+@pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
+def test_httpx_digest_auth_is_accepted_by_our_server(algorithm: str) -> None:
+    """httpx's DigestAuth is an independent RFC 7616 client; drive it with a mock transport."""
+    import httpx
+
+    creds = InMemoryCredentials.from_passwords(REALM, {"alice": "wonderland"})
+    server = DigestServer(REALM, creds, secret=SECRET, algorithms=(algorithm,))
+    results = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        result = server.verify(request.headers.get("authorization"), method=request.method, source="s", now=1.0)
+        results.append(result)
+        if result.ok:
+            return httpx.Response(200)
+        return httpx.Response(401, headers=[("WWW-Authenticate", v) for v in server.challenge(0.0)])
+
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=httpx.DigestAuth("alice", "wonderland")) as http:
+        response = http.get("http://dialer.test/dir/index.html")
+    assert response.status_code == 200
+    assert [r.outcome for r in results] == ["challenge", "ok"]
+
+
+def test_pyvoip_register_credentials_are_accepted_in_rfc2069_mode() -> None:
+    """pyVoIP 1.6.8 reads the first WWW-Authenticate and answers MD5 without qop."""
+    import importlib
+    import warnings
+    from types import SimpleNamespace
+    from typing import Any
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # pyVoIP imports audioop
+        importlib.import_module("pyVoIP.VoIP")  # importing pyVoIP.SIP first hits its import cycle
+        from pyVoIP.SIP import SIPClient, SIPMessage
+
+    creds = InMemoryCredentials.from_passwords(REALM, {"alice": "wonderland"})
+    server = DigestServer(REALM, creds, secret=SECRET, allow_rfc2069=True)
+    headers = "".join(f"WWW-Authenticate: {v}\r\n" for v in server.challenge(0.0))
+    raw = (
+        "SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKx\r\n"
+        "From: <sip:alice@127.0.0.1>;tag=1\r\nTo: <sip:alice@127.0.0.1>;tag=2\r\nCall-ID: c\r\n"
+        f"CSeq: 1 REGISTER\r\n{headers}Content-Length: 0\r\n\r\n"
+    ).encode()
+    message = SIPMessage(raw)
+    phone: Any = SimpleNamespace(username="alice", password="wonderland", server="127.0.0.1")
+    response = SIPClient.gen_authorization(phone, message).decode()
+    # The header exactly as pyVoIP's register() writes it.
+    value = (
+        f'Digest username="alice",realm="{message.authentication["realm"]}",'
+        f'nonce="{message.authentication["nonce"]}",uri="sip:127.0.0.1;transport=UDP",'
+        f'response="{response}",algorithm=MD5'
+    )
+    result = server.verify(value, method="REGISTER", source="127.0.0.1", now=1.0, request_uri="sip:127.0.0.1")
+    assert result.outcome == "ok" and result.username == "alice"
