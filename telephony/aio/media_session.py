@@ -287,7 +287,8 @@ class MediaSession:
         if self._watchdog is not None:
             self._watchdog.cancel()
         interval = min(1.0, self._receiver.media_timeout / 4)
-        self._watchdog = self._loop.call_later(interval, self._check_timeout, interval)
+        # A random first delay spreads the checks of many sessions started together.
+        self._watchdog = self._loop.call_later(interval * self._rng.uniform(0.5, 1.0), self._check_timeout, interval)
 
     def _check_timeout(self, interval: float) -> None:
         if self._closed:

@@ -16,6 +16,7 @@ Pure: the caller passes ``now`` (seconds, any monotonic origin).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Final
 
@@ -54,6 +55,7 @@ class Tap:
         delay: float = 0.2,
         clock_rate: int = 8000,
         max_drift: float = 0.5,
+        first_flush: float | None = None,
     ) -> None:
         self.consumer = consumer
         self.clock_rate = clock_rate
@@ -62,7 +64,9 @@ class Tap:
         self._delay = round(delay * clock_rate)
         self._max_drift = round(max_drift * clock_rate)
         self._emitted = 0  # samples handed to the consumer so far
-        self._next_flush = now + flush_interval
+        # Many taps start together (a campaign ramps up); spreading their flushes keeps the
+        # batch decode + file write of hundreds of calls from landing in the same 20 ms.
+        self._next_flush = now + flush_interval * (random.random() + 0.5) if first_flush is None else first_flush
         self._channels = (_Channel(), _Channel())
         self.closed = False
 
@@ -70,9 +74,7 @@ class Tap:
     def emitted_samples(self) -> int:
         return self._emitted
 
-    def feed(  # noqa: PLR0917 - positional on purpose: called per packet
-        self, channel: int, timestamp: int, ssrc: int, payload: bytes, codec: str, now: float
-    ) -> None:
+    def feed(self, channel: int, timestamp: int, ssrc: int, payload: bytes, codec: str, now: float) -> None:
         """Place one G.711 payload (``codec`` "PCMU"/"PCMA") on ``channel``."""
         ch = self._channels[channel]
         arrival = int((now - self._t0) * self.clock_rate)

@@ -131,7 +131,7 @@ def test_tap_aligns_two_directions_and_fills_gaps_with_silence() -> None:
 
 def test_tap_flushes_periodically_and_drops_very_late_packets() -> None:
     out = Collector()
-    tap = Tap(out, now=100.0, flush_interval=0.5, delay=0.1)
+    tap = Tap(out, now=100.0, flush_interval=0.5, delay=0.1, first_flush=100.5)
     for k in range(40):
         tap.feed(0, 160 * k, 1, frame(100), "PCMU", 100.0 + 0.02 * k)
     assert sum(len(x) for x in out.left) == 3200  # flushed at t=0.5 up to 0.4 s
