@@ -166,7 +166,7 @@ class MqttBridge:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._connected_event = asyncio.Event()
-        self._stop_requested = asyncio.Event()
+        self._backoff_cut = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._last_drop_warning = -1e9
@@ -227,6 +227,10 @@ class MqttBridge:
         """Wait until connected, retained state re-published and the buffer empty (bound with ``asyncio.timeout``)."""
         await self._idle.wait()
 
+    def retry_now(self) -> None:
+        """Cut the current reconnect backoff short, e.g. right after the embedded broker was restarted."""
+        self._backoff_cut.set()
+
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -240,7 +244,7 @@ class MqttBridge:
             self._remove_listener()
             self._remove_listener = None
         self._stopping = True
-        self._stop_requested.set()
+        self._backoff_cut.set()
         self._wakeup.set()
         task = self._task
         if task is not None and not task.done():
@@ -283,7 +287,8 @@ class MqttBridge:
         """Connect, publish, reconnect with backoff; returns after ``stop()``."""
         delay = self.reconnect_min
         outage_logged = False
-        while not self._stopping:
+        # Stopping with events still buffered is worth one connection attempt (stop() bounds it).
+        while not (self._stopping and not self._buffer):
             error: BaseException | None = None
             try:
                 async with self._client() as client:
@@ -294,7 +299,8 @@ class MqttBridge:
                         watcher = workers.create_task(self._watch(client))
                         workers.create_task(self._send(client, watcher))
             except* (aiomqtt.MqttError, OSError) as group:
-                error = group.exceptions[0]
+                # aiomqtt chains the reason ("Unexpected disconnection", connection refused) as the cause.
+                error = group.exceptions[0].__cause__ or group.exceptions[0]
             except* Exception as group:
                 # Not a connection problem: a bug. Keep mirroring events rather than take the node down.
                 log.error("mqtt bridge failed; reconnecting", url=self.url, exc_info=group)
@@ -316,12 +322,16 @@ class MqttBridge:
                 log.debug("mqtt reconnect failed", url=self.url, error=str(error), retry_in=round(delay, 3))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay * random.uniform(0.5, 1.0)):  # jitter: nodes don't reconnect in step
-                    await self._stop_requested.wait()
+                    await self._backoff_cut.wait()
+            if not self._stopping:
+                self._backoff_cut.clear()
             delay = min(delay * 2, self.reconnect_max)
 
     def _on_connected(self, after_outage: bool) -> None:
         self._connected = True
         self.connections += 1
+        if not self._stopping:
+            self._backoff_cut.clear()
         self._connected_event.set()
         log.info(
             "mqtt connected",
