@@ -209,8 +209,9 @@ async def test_lost_broker_buffers_without_blocking_and_replays_in_order_on_rest
             # Synchronous hand-off: the event is in the buffer before publish returns.
             assert bridge.buffered == n + 1
         bus.publish(AgentStateChanged("1001", State.PAUSED))
-        # Generous bound: a publisher waiting on the dead broker would take the connect or PUBACK timeout (seconds).
-        assert max(durations) < 0.05
+        # The buffered count above is the real proof; this bound only catches a publisher that waited for
+        # a connect or PUBACK timeout (10 s), with room for a loaded CI machine.
+        assert max(durations) < 0.5
         assert bridge.buffered == 200  # retained state is kept apart, not buffered
         assert bridge.dropped == 0
 
