@@ -1,0 +1,442 @@
+"""Stereo call recorder: customer on the left channel, agent on the right, written as the call goes.
+
+The file is a canonical 44-byte-header RIFF/WAVE, PCM 16-bit little-endian, 8 kHz, 2 channels.
+Audio reaches the disk at every flush (at least once per ``flush_interval``), and after each
+write the RIFF and data sizes in the header are rewritten, so a process killed at any moment
+leaves a valid, playable WAV that lacks at most the last ``flush_interval`` of audio.
+
+Time alignment. Each direction has a sample clock: the timeline position of its next sample.
+Frames (20 ms PCM16 arrays from the media tap, possibly bursty and out of step between the two
+directions) are appended at their direction's clock. A flush writes the part of the timeline that
+both directions have reached; a direction more than ``max_lag`` behind the wall clock (lost packets,
+a muted phone, hold) is padded with silence up to that point, so the other one is never held back
+longer. When audio for a padded span arrives after all, the same amount is dropped from it
+(concealment debt), so one direction never drifts behind the other.
+
+Pause/resume (e.g. while a card number is read) zero both channels from the earlier of the two
+clocks at ``pause`` to the later one at ``resume``: conservative, so that in-flight frames of the
+paused span cannot leak into the file, and each gap is reported with its sample offsets.
+
+The per-frame path only appends to a list under a lock; numpy interleaving, writing and the
+header update run in one shared background thread (or in the caller's thread via :meth:`flush`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import BinaryIO, Final
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+__all__ = [
+    "Channel",
+    "Gap",
+    "RecorderError",
+    "RecordingInfo",
+    "StereoWavRecorder",
+    "sha256_file",
+    "wav_header",
+]
+
+log = structlog.get_logger(__name__)
+
+Pcm16 = npt.NDArray[np.int16]
+HEADER_SIZE: Final = 44
+_MAX_DATA: Final = 0xFFFFFFFF - 36  # RIFF sizes are 32-bit
+
+
+class Channel(StrEnum):
+    """Which party a frame comes from; customer is the left channel, agent the right."""
+
+    CUSTOMER = "customer"
+    AGENT = "agent"
+
+
+_INDEX: Final[dict[str, int]] = {Channel.CUSTOMER: 0, Channel.AGENT: 1}
+
+
+class RecorderError(RuntimeError):
+    """The recording cannot be written; the message names the file and what to check."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A paused span of the recording, in samples from its start (``end`` exclusive)."""
+
+    start: int
+    end: int
+    reason: str
+    sample_rate: int = 8000
+
+    @property
+    def start_seconds(self) -> float:
+        return self.start / self.sample_rate
+
+    @property
+    def end_seconds(self) -> float:
+        return self.end / self.sample_rate
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingInfo:
+    """What :meth:`StereoWavRecorder.close` reports for the metadata record."""
+
+    path: Path
+    frames: int
+    duration: float
+    size: int
+    sha256: str
+    gaps: tuple[Gap, ...]
+    padded: tuple[int, int]
+    """Silence samples inserted per channel (customer, agent) because media was missing."""
+    dropped: tuple[int, int]
+    """Late samples dropped per channel because their span had already been padded."""
+
+
+def wav_header(data_bytes: int, *, sample_rate: int = 8000, channels: int = 2) -> bytes:
+    """The canonical 44-byte PCM16 WAV header for ``data_bytes`` of audio."""
+    block = channels * 2
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block, block, 16)
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class StereoWavRecorder:
+    """Record one call to ``path`` (which must not exist yet) as it goes.
+
+    ``feed(Channel.CUSTOMER, pcm)`` / ``feed(Channel.AGENT, pcm)`` take PCM16 frames; ``pause`` /
+    ``resume`` mark gaps; ``close()`` (or ``await aclose()``) finishes the file and returns a
+    :class:`RecordingInfo`. With ``background=True`` a shared writer thread flushes when due; with
+    ``background=False`` the owner calls :meth:`flush` (tests drive ``clock`` by hand).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        flush_interval: float = 1.0,
+        max_lag: float = 0.3,
+        sample_rate: int = 8000,
+        clock: Callable[[], float] = time.monotonic,
+        background: bool = True,
+        fsync: bool = False,
+    ) -> None:
+        if not 0 < max_lag < flush_interval:
+            raise ValueError(
+                f"max_lag={max_lag} must be positive and below flush_interval={flush_interval}: audio is written "
+                "up to max_lag behind real time at every flush, and must reach the disk within flush_interval"
+            )
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self.flush_interval = flush_interval
+        self._lag = int(max_lag * sample_rate)
+        # Flushing this often writes every sample within flush_interval of its arrival.
+        self._period = flush_interval - max_lag
+        self._clock = clock
+        self._fsync = fsync
+        self._lock = threading.Lock()  # feed/pause/resume vs. the flush snapshot
+        self._io_lock = threading.Lock()  # one flush at a time
+        self._pending: tuple[list[Pcm16 | int], list[Pcm16 | int]] = ([], [])
+        self._pos = [0, 0]
+        self._debt = [0, 0]
+        # Index in _pending just after the last pad with debt, while that pad's audio is not written.
+        self._anchor: list[int | None] = [None, None]
+        self._padded = [0, 0]
+        self._dropped = [0, 0]
+        self._gaps: list[_GapMark] = []
+        self._carry: tuple[list[Pcm16], list[Pcm16]] = ([], [])
+        self._written = 0  # stereo frames on disk
+        self._closed = False
+        self._failed: BaseException | None = None
+        self._full = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._file: BinaryIO = self.path.open("xb")
+        except FileExistsError:
+            raise RecorderError(
+                f"recording {self.path} already exists; recordings are never overwritten: use a new file name"
+            ) from None
+        except OSError as exc:
+            raise RecorderError(f"cannot create recording {self.path}: {exc.strerror}; check the directory") from exc
+        self._file.write(wav_header(0, sample_rate=sample_rate))
+        self._file.flush()
+        self._t0 = clock()
+        self._next_flush = self._t0 + self._period
+        self._log = log.bind(path=str(self.path))
+        self._background = background
+        if background:
+            _WRITER.add(self)
+
+    # ------------------------------------------------------------------ per frame (cheap)
+    def feed(self, channel: Channel | str, pcm: Pcm16) -> None:
+        """Append a frame of ``channel`` at its sample clock."""
+        try:
+            idx = _INDEX[channel]  # a StrEnum hashes like its value, so "customer" works too
+        except KeyError:
+            raise ValueError(f"unknown channel {channel!r}: use 'customer' (left) or 'agent' (right)") from None
+        n = len(pcm)
+        with self._lock:
+            if self._closed:
+                raise RecorderError(f"recording {self.path} is closed; frames after close() are not recorded")
+            if self._debt[idx]:
+                ahead = self._pos[idx] + n - int((self._clock() - self._t0) * self.sample_rate)
+                if ahead > 0:
+                    pcm = self._drop_late(idx, min(self._debt[idx], ahead), pcm)
+                    n = len(pcm)
+            self._pending[idx].append(pcm)
+            self._pos[idx] += n
+
+    def customer(self, pcm: Pcm16) -> None:
+        self.feed(Channel.CUSTOMER, pcm)
+
+    def agent(self, pcm: Pcm16) -> None:
+        self.feed(Channel.AGENT, pcm)
+
+    # ------------------------------------------------------------------ pause / resume
+    @property
+    def paused(self) -> bool:
+        with self._lock:
+            return bool(self._gaps) and self._gaps[-1].end is None
+
+    def pause(self, reason: str) -> None:
+        """Record silence from now on (both channels) until :meth:`resume`."""
+        with self._lock:
+            if self._gaps and self._gaps[-1].end is None:
+                return
+            # Bring a silent direction up to real time first, so its next frame cannot land before the gap.
+            self._pad_to(int((self._clock() - self._t0) * self.sample_rate) - self._lag, debt=True)
+            self._gaps.append(_GapMark(min(self._pos), None, reason))
+        self._log.info("recording.paused", reason=reason)
+
+    def resume(self) -> None:
+        """Record again; frames still in flight from the paused span (up to 100 ms) stay silent."""
+        with self._lock:
+            if not self._gaps or self._gaps[-1].end is not None:
+                return
+            self._gaps[-1].end = max(self._pos) + self.sample_rate // 10
+        self._log.info("recording.resumed")
+
+    def _pad_to(self, target: int, *, debt: bool) -> set[int]:
+        padded = set()
+        for idx in (0, 1):
+            missing = target - self._pos[idx]
+            if missing > 0:
+                self._pending[idx].append(missing)
+                self._pos[idx] = target
+                self._padded[idx] += missing
+                padded.add(idx)
+                if debt:
+                    self._debt[idx] += missing
+                    self._anchor[idx] = len(self._pending[idx])
+        return padded
+
+    def _drop_late(self, idx: int, drop: int, pcm: Pcm16) -> Pcm16:
+        """Audio arrived for a span already padded: drop its oldest ``drop`` samples (caller holds the lock).
+
+        The oldest samples are the ones that belong to the padded span, so they go first: from the
+        frames received since the pad and not yet written, then from ``pcm``.
+        """
+        remaining = drop
+        items = self._pending[idx]
+        anchor = self._anchor[idx]
+        if anchor is not None:
+            for i in range(anchor, len(items)):
+                item = items[i]
+                if not remaining:
+                    break
+                if isinstance(item, int):  # cannot happen: a newer pad moves the anchor past itself
+                    continue
+                cut = min(remaining, len(item))
+                items[i] = item[cut:]
+                remaining -= cut
+                self._pos[idx] -= cut
+        cut = min(remaining, len(pcm))
+        remaining -= cut
+        self._debt[idx] -= drop - remaining
+        self._dropped[idx] += drop - remaining
+        return pcm[cut:]
+
+    # ------------------------------------------------------------------ flushing
+    def flush(self, *, final: bool = False) -> None:
+        """Write what both channels have reached (padding a channel late by more than max_lag)."""
+        with self._io_lock:
+            if self._closed and not final:
+                return
+            with self._lock:
+                now = self._clock()
+                if final:
+                    target = max(self._pos)
+                    self._pad_to(target, debt=False)
+                    for gap in self._gaps:  # an open gap, or a resume guard, ends with the recording
+                        gap.end = target if gap.end is None else min(gap.end, target)
+                    padded = set()
+                else:
+                    padded = self._pad_to(int((now - self._t0) * self.sample_rate) - self._lag, debt=True)
+                batches, self._pending = self._pending, ([], [])
+                self._anchor = [0 if idx in padded else None for idx in (0, 1)]
+                gaps = [(g.start, g.end) for g in self._gaps]
+                self._next_flush = now + self._period
+            self._write(batches, gaps)
+
+    def _write(self, batches: tuple[list[Pcm16 | int], list[Pcm16 | int]], gaps: list[tuple[int, int | None]]) -> None:
+        channels = []
+        for idx in (0, 1):
+            parts = self._carry[idx] + [np.zeros(p, np.int16) if isinstance(p, int) else p for p in batches[idx]]
+            channels.append(np.concatenate(parts) if parts else np.zeros(0, np.int16))
+        n = min(len(channels[0]), len(channels[1]))
+        self._carry = ([channels[0][n:]], [channels[1][n:]])
+        if n == 0:
+            return
+        frames = np.empty((n, 2), dtype="<i2")
+        frames[:, 0] = channels[0][:n]
+        frames[:, 1] = channels[1][:n]
+        first, last = self._written, self._written + n
+        for start, end in gaps:
+            lo, hi = max(start, first), last if end is None else min(end, last)
+            if lo < hi:
+                frames[lo - first : hi - first] = 0
+        data = frames.tobytes()
+        if self._written * 4 + len(data) > _MAX_DATA:
+            if not self._full:
+                self._log.error("recording.size_limit", detail="WAV files stop at 4 GiB; the rest is not recorded")
+                self._full = True
+            return
+        f = self._file
+        f.seek(HEADER_SIZE + self._written * 4)
+        f.write(data)
+        self._written = last
+        # The sizes follow the data, so a crash between the two writes only hides the newest block.
+        f.seek(4)
+        f.write(struct.pack("<I", 36 + self._written * 4))
+        f.seek(40)
+        f.write(struct.pack("<I", self._written * 4))
+        f.flush()
+        if self._fsync:
+            os.fsync(f.fileno())
+
+    def _flush_if_due(self) -> float:
+        """Writer-thread hook: flush when due; seconds until the next flush is due."""
+        now = self._clock()
+        if now >= self._next_flush:
+            self.flush()
+            now = self._clock()
+        return max(self._next_flush - now, 0.0)
+
+    # ------------------------------------------------------------------ close
+    def close(self) -> RecordingInfo:
+        """Finish the file (pads the shorter channel) and report duration, size, sha256 and gaps."""
+        if self._background:
+            _WRITER.remove(self)
+        with self._lock:
+            already = self._closed
+            self._closed = True
+        if already:
+            raise RecorderError(f"recording {self.path} was already closed")
+        try:
+            self.flush(final=True)
+        finally:
+            with self._io_lock:
+                self._file.close()
+        if self._failed is not None:
+            raise RecorderError(
+                f"recording {self.path} lost audio: {self._failed}; check free space and permissions"
+            ) from self._failed
+        gaps = tuple(
+            Gap(g.start, g.end if g.end is not None else g.start, g.reason, self.sample_rate) for g in self._gaps
+        )
+        info = RecordingInfo(
+            path=self.path,
+            frames=self._written,
+            duration=self._written / self.sample_rate,
+            size=self.path.stat().st_size,
+            sha256=sha256_file(self.path),
+            gaps=gaps,
+            padded=(self._padded[0], self._padded[1]),
+            dropped=(self._dropped[0], self._dropped[1]),
+        )
+        self._log.info("recording.closed", duration=info.duration, size=info.size, gaps=len(gaps))
+        return info
+
+    async def aclose(self) -> RecordingInfo:
+        """:meth:`close` off the event loop (hashing a long recording takes a while)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.close)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._failed = exc
+        self._log.error("recording.write_failed", error=str(exc))
+
+
+@dataclass(slots=True)
+class _GapMark:
+    start: int
+    end: int | None
+    reason: str
+
+
+class _Writer:
+    """One daemon thread flushing every open background recorder when it is due."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._recorders: weakref.WeakSet[StereoWavRecorder] = weakref.WeakSet()
+        self._thread: threading.Thread | None = None
+
+    def add(self, recorder: StereoWavRecorder) -> None:
+        with self._cond:
+            self._recorders.add(recorder)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="recorder-writer", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def remove(self, recorder: StereoWavRecorder) -> None:
+        with self._cond:
+            self._recorders.discard(recorder)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                recorders = list(self._recorders)
+            wait = 0.5
+            for recorder in recorders:
+                try:
+                    wait = min(wait, recorder._flush_if_due())
+                except OSError as exc:
+                    recorder._fail(exc)
+                    self.remove(recorder)
+                except Exception as exc:  # a bug must not stop the recording of every other call
+                    log.exception("recording.writer_error", path=str(recorder.path))
+                    recorder._fail(exc)
+                    self.remove(recorder)
+            del recorders
+            with self._cond:
+                self._cond.wait(timeout=max(wait, 0.005))
+
+
+_WRITER: Final = _Writer()
