@@ -1,6 +1,6 @@
 """Voice prompts: a library of named WAV files, their text-to-speech generation and the hold music.
 
-A prompt is a short 8 kHz mono WAV (PCM16 or G.711 u-law, ITU-T G.711) named after what it says:
+A prompt is a short 8 kHz mono WAV (PCM16 or G.711 u-law/A-law) named after what it says:
 ``welcome``, ``menu_main``, ``position_3``, ``ewt_minutes_5`` ... :class:`PromptLibrary` resolves a
 name to a file, searching an override directory before the shipped defaults, and decodes it once
 into a PCM16 numpy array that ``Call.play`` accepts as is.
@@ -31,7 +31,8 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from telephony.rtp.g711 import ulaw_decode, ulaw_encode
+from telephony.media.wav import WavError, read_wav
+from telephony.rtp.g711 import ulaw_encode
 
 __all__ = [
     "DEFAULT_PROMPTS",
@@ -48,7 +49,6 @@ __all__ = [
     "ensure_prompts",
     "generate",
     "hold_music",
-    "read_wav",
     "write_wav",
 ]
 
@@ -128,47 +128,7 @@ class PromptToolMissingError(PromptError):
     """espeak-ng or sox is not installed."""
 
 
-# --------------------------------------------------------------------------- WAV I/O
-def read_wav(path: str | os.PathLike[str]) -> tuple[int, int, Pcm16]:
-    """Read a PCM16 or u-law WAV: ``(sample_rate, channels, samples)``, samples interleaved int16.
-
-    The standard ``wave`` module reads only PCM, hence this small RIFF walker (RIFF/WAVE: a
-    ``fmt `` chunk then a ``data`` chunk; other chunks such as ``fact`` or ``LIST`` are skipped).
-    """
-    data = Path(path).read_bytes()
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise PromptError(
-            f"{path} is not a WAV file (no RIFF/WAVE header); convert it with: sox IN -r 8000 -c 1 {path}"
-        )
-    pos = 12
-    fmt: tuple[int, int, int, int] | None = None
-    while pos + 8 <= len(data):
-        chunk_id, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
-        body = data[pos + 8 : pos + 8 + size]
-        if chunk_id == b"fmt ":
-            if len(body) < 16:
-                raise PromptError(f"{path}: truncated fmt chunk")
-            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", body)
-            fmt = (tag, channels, rate, bits)
-        elif chunk_id == b"data":
-            if fmt is None:
-                raise PromptError(f"{path}: data chunk before fmt chunk")
-            tag, channels, rate, bits = fmt
-            if tag == _WAVE_PCM and bits == 16:
-                usable = len(body) - len(body) % 2
-                samples: Pcm16 = np.frombuffer(body[:usable], dtype="<i2").astype(np.int16)
-            elif tag == _WAVE_MULAW and bits == 8:
-                samples = ulaw_decode(body)
-            else:
-                raise PromptError(
-                    f"{path}: unsupported WAV encoding (format tag {tag}, {bits} bits); "
-                    f"convert it with: sox {path} -r 8000 -c 1 -b 16 -e signed-integer OUT.wav"
-                )
-            return rate, channels, samples
-        pos += 8 + size + (size & 1)  # chunks are word aligned
-    raise PromptError(f"{path}: no data chunk; the file is truncated or not a WAV")
-
-
+# --------------------------------------------------------------------------- WAV writing
 def write_wav(path: str | os.PathLike[str], samples: npt.ArrayLike, *, encoding: Encoding = "pcm16") -> None:
     """Write mono 8 kHz ``samples`` (int16) as PCM16 or u-law, atomically (temp file + rename)."""
     pcm = np.asarray(samples)
@@ -412,12 +372,10 @@ class PromptLibrary:
             cached = self._cache.get(path)
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        rate, channels, samples = read_wav(path)
-        if rate != SAMPLE_RATE or channels != 1:
-            raise PromptError(
-                f"{path} is {rate} Hz with {channels} channel(s); prompts must be 8 kHz mono: "
-                f"sox {path} -r 8000 -c 1 -b 16 -e signed-integer FIXED.wav"
-            )
+        try:
+            samples = read_wav(path)  # PCM16, u-law or A-law; 8 kHz mono or a message with the sox fix
+        except WavError as exc:
+            raise PromptError(f"prompt {name!r}: {exc}") from exc
         samples.setflags(write=False)
         with self._lock:
             self._cache[path] = (mtime, samples)

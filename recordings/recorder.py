@@ -17,6 +17,10 @@ Pause/resume (e.g. while a card number is read) zero both channels from the earl
 clocks at ``pause`` to the later one at ``resume``: conservative, so that in-flight frames of the
 paused span cannot leak into the file, and each gap is reported with its sample offsets.
 
+A source that aligns and gap-fills by itself, such as ``telephony.media.tap.Tap`` (whose consumer
+signature ``(left, right)`` this recorder implements), goes through :meth:`feed_stereo` and is
+written as delivered, without wall-clock padding.
+
 The per-frame path only appends to a list under a lock; numpy interleaving, writing and the
 header update run in one shared background thread (or in the caller's thread via :meth:`flush`).
 """
@@ -139,13 +143,13 @@ class StereoWavRecorder:
         path: str | os.PathLike[str],
         *,
         flush_interval: float = 1.0,
-        max_lag: float = 0.3,
+        max_lag: float | None = 0.3,
         sample_rate: int = 8000,
         clock: Callable[[], float] = time.monotonic,
         background: bool = True,
         fsync: bool = False,
     ) -> None:
-        if not 0 < max_lag < flush_interval:
+        if flush_interval <= 0 or (max_lag is not None and not 0 < max_lag < flush_interval):
             raise ValueError(
                 f"max_lag={max_lag} must be positive and below flush_interval={flush_interval}: audio is written "
                 "up to max_lag behind real time at every flush, and must reach the disk within flush_interval"
@@ -153,9 +157,10 @@ class StereoWavRecorder:
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.flush_interval = flush_interval
-        self._lag = int(max_lag * sample_rate)
+        self._lag = int((max_lag or 0) * sample_rate)
+        self._pad_wall = max_lag is not None
         # Flushing this often writes every sample within flush_interval of its arrival.
-        self._period = flush_interval - max_lag
+        self._period = flush_interval - (max_lag or 0)
         self._clock = clock
         self._fsync = fsync
         self._lock = threading.Lock()  # feed/pause/resume vs. the flush snapshot
@@ -203,12 +208,38 @@ class StereoWavRecorder:
             if self._closed:
                 raise RecorderError(f"recording {self.path} is closed; frames after close() are not recorded")
             if self._debt[idx]:
-                ahead = self._pos[idx] + n - int((self._clock() - self._t0) * self.sample_rate)
+                ahead = self._pos[idx] + n - self._wall()
                 if ahead > 0:
                     pcm = self._drop_late(idx, min(self._debt[idx], ahead), pcm)
                     n = len(pcm)
             self._pending[idx].append(pcm)
             self._pos[idx] += n
+
+    def feed_stereo(self, left: Pcm16, right: Pcm16) -> None:
+        """Already aligned audio of both channels (customer, agent), e.g. from ``telephony.media.tap.Tap``.
+
+        Such a source fills gaps itself and delivers in batches up to ``flush_interval + delay``
+        late, so wall-clock padding is switched off for this recorder from the first call on.
+        Create the recorder no later than the tap, so that their timelines start together.
+        """
+        n = len(left)
+        if len(right) != n:
+            raise ValueError(f"feed_stereo needs equally long channels, got {n} and {len(right)} samples")
+        with self._lock:
+            if self._closed:
+                raise RecorderError(f"recording {self.path} is closed; frames after close() are not recorded")
+            if self._pad_wall:
+                self._pad_wall = False
+                self._period = self.flush_interval
+            self._pending[0].append(left)
+            self._pending[1].append(right)
+            self._pos[0] += n
+            self._pos[1] += n
+
+    __call__ = feed_stereo  # a telephony.media.tap.TapConsumer
+
+    def _wall(self) -> int:
+        return int((self._clock() - self._t0) * self.sample_rate)
 
     def customer(self, pcm: Pcm16) -> None:
         self.feed(Channel.CUSTOMER, pcm)
@@ -227,8 +258,9 @@ class StereoWavRecorder:
         with self._lock:
             if self._gaps and self._gaps[-1].end is None:
                 return
-            # Bring a silent direction up to real time first, so its next frame cannot land before the gap.
-            self._pad_to(int((self._clock() - self._t0) * self.sample_rate) - self._lag, debt=True)
+            if self._pad_wall:
+                # Bring a silent direction up to real time first, so its next frame cannot land before the gap.
+                self._pad_to(self._wall() - self._lag, debt=True)
             self._gaps.append(_GapMark(min(self._pos), None, reason))
         self._log.info("recording.paused", reason=reason)
 
@@ -237,7 +269,12 @@ class StereoWavRecorder:
         with self._lock:
             if not self._gaps or self._gaps[-1].end is not None:
                 return
-            self._gaps[-1].end = max(self._pos) + self.sample_rate // 10
+            end = max(self._pos)
+            if not self._pad_wall:
+                # An aligned source (a Tap) delivers a second or so late: what is in flight now was
+                # spoken during the pause, and the timeline of "now" is the wall clock.
+                end = max(end, self._wall())
+            self._gaps[-1].end = end + self.sample_rate // 10
         self._log.info("recording.resumed")
 
     def _pad_to(self, target: int, *, debt: bool) -> set[int]:
@@ -294,8 +331,10 @@ class StereoWavRecorder:
                     for gap in self._gaps:  # an open gap, or a resume guard, ends with the recording
                         gap.end = target if gap.end is None else min(gap.end, target)
                     padded = set()
+                elif self._pad_wall:
+                    padded = self._pad_to(self._wall() - self._lag, debt=True)
                 else:
-                    padded = self._pad_to(int((now - self._t0) * self.sample_rate) - self._lag, debt=True)
+                    padded = set()
                 batches, self._pending = self._pending, ([], [])
                 self._anchor = [0 if idx in padded else None for idx in (0, 1)]
                 gaps = [(g.start, g.end) for g in self._gaps]

@@ -270,3 +270,34 @@ def test_file_survives_a_killed_process(tmp_path):
     print(f"fed {fed} frames, {frames} on disk after SIGKILL")
     assert frames >= fed - RATE, f"lost more than 1 s: {frames} frames on disk, {fed} fed"
     assert (audio[:, 0] == 1000).all() and (audio[:, 1] == -1000).all()
+
+
+def test_fed_by_a_media_tap(tmp_path):
+    from telephony.media.tap import LEFT, RIGHT, Tap
+    from telephony.rtp.g711 import ulaw_decode, ulaw_encode
+
+    clock = Clock()
+    rec = recorder(tmp_path, clock, flush_interval=1.0)
+    tap = Tap(rec, now=0.0, flush_interval=0.5, delay=0.2, first_flush=0.5)
+    customer, agent = ulaw_encode(frame(2000)), ulaw_encode(frame(-500))
+    for k in range(150):  # 3 s; the agent's packets arrive 60 ms later than the customer's
+        clock.t = k * 0.02
+        tap.feed(LEFT, 1000 + k * FRAME, 0x1111, customer, "PCMU", clock.t)
+        if k >= 3:
+            tap.feed(RIGHT, 5000 + (k - 3) * FRAME, 0x2222, agent, "PCMU", clock.t)
+        if k % 35 == 0:
+            rec.flush()
+    assert rec.path.stat().st_size > 44  # written while the call goes on
+    rec.pause("card")
+    pause_at = clock.t
+    clock.t += 0.5
+    rec.resume()
+    tap.close(clock.t)
+    info = rec.close()
+    audio = read_stereo(info.path)
+    left_value, right_value = int(ulaw_decode(customer)[0]), int(ulaw_decode(agent)[0])
+    assert info.padded == (0, 0)  # the tap fills gaps itself: no wall-clock padding
+    assert (audio[: 2 * RATE, 0] == left_value).all()
+    assert (audio[int(0.1 * RATE) : 2 * RATE, 1] == right_value).all()
+    gap = info.gaps[0]
+    assert gap.end >= int((pause_at + 0.5) * RATE) and (audio[gap.start : gap.end] == 0).all()
