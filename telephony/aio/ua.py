@@ -37,6 +37,7 @@ from telephony.sip.builders import make_cancel, make_response, new_branch, new_c
 from telephony.sip.dialog import CallOutcome, Dialog, Outcome, outcome_for_status
 from telephony.sip.message import Headers, RemoteProtocolError, Request, Response, parse_message
 from telephony.sip.registrar import ContactSpec, Registrar
+from telephony.sip.registration import RegistrationClient
 from telephony.sip.transaction import (
     AckReceived,
     ClientTransaction,
@@ -50,7 +51,7 @@ from telephony.sip.transaction import (
 )
 from telephony.sip.uri import Address, SipSyntaxError, SipURI, Via
 
-__all__ = ["Call", "CallDirection", "CallState", "UAConfig", "UserAgent"]
+__all__ = ["Call", "CallDirection", "CallState", "TrunkRegistration", "UAConfig", "UserAgent"]
 
 log = structlog.get_logger(__name__)
 
@@ -372,6 +373,7 @@ class UserAgent:
         self._incoming: asyncio.Queue[Call] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pending_options: dict[str, asyncio.Future[Response | None]] = {}
+        self._registrations: list[TrunkRegistration] = []
         self.on_incoming: Callable[[Call], None] | None = None
         self.on_call_ended: Callable[[Call], None] | None = None
         self.registrar: Registrar | None = Registrar() if self.config.registrar else None
@@ -390,6 +392,9 @@ class UserAgent:
         self.config.port = self._transport.port
 
     async def close(self) -> None:
+        for reg in self._registrations:
+            with contextlib.suppress(Exception):
+                await reg.stop()
         for call in list(self._calls.values()):
             with contextlib.suppress(Exception):
                 await call.hangup("shutdown")
@@ -498,27 +503,35 @@ class UserAgent:
             self._pending_options.pop(call_id, None)
 
     async def register(
-        self, registrar_uri: str, username: str, password: str, *, expires: int = 3600, timeout: float = 5.0
+        self,
+        registrar_uri: str,
+        username: str,
+        password: str,
+        *,
+        expires: int = 3600,
+        timeout: float = 5.0,
+        _dialog: _RegDialog | None = None,
     ) -> Response | None:
-        """One REGISTER (answering a digest challenge once); returns the final response or None.
+        """One REGISTER, answering one digest challenge; the final response, or None on no answer.
 
-        A 2xx response is truthy-checked by callers via ``resp is not None and resp.status < 300``;
-        the :meth:`keep_registered` task uses this for refreshes and backoff.
+        ``keep_registered`` calls this for every refresh with the same Call-ID and a
+        rising CSeq (§10.2.4), passed through ``_dialog``.
         """
         target = SipURI.parse(registrar_uri)
         dest, request_uri = self._resolve(target, None)
         aor = f"sip:{username}@{target.host}"
-        call_id = new_call_id(self.advertised_host)
-        from_tag = new_tag()
+        state = _dialog if _dialog is not None else _RegDialog(new_call_id(self.advertised_host), new_tag())
         client = DigestClient(username, password)
         authorization: tuple[str, str] | None = None
-        for cseq in (1, 2, 3):
+        for attempt in range(3):
+            cseq = state.cseq
+            state.cseq += 1
             h = Headers()
             h.set("Via", self._via(dest))
             h.set("Max-Forwards", "70")
-            h.set("From", f"<{aor}>;tag={from_tag}")
+            h.set("From", f"<{aor}>;tag={state.from_tag}")
             h.set("To", f"<{aor}>")
-            h.set("Call-ID", call_id)
+            h.set("Call-ID", state.call_id)
             h.set("CSeq", f"{cseq} REGISTER")
             h.set("Contact", self.contact_header(dest.transport))
             h.set("Expires", str(expires))
@@ -531,7 +544,7 @@ class UserAgent:
                 resp = await asyncio.wait_for(fut, timeout)
             except TimeoutError:
                 return None
-            if resp is None or resp.status not in (401, 407) or cseq == 3:
+            if resp is None or resp.status not in (401, 407) or attempt == 2:
                 return resp
             header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
             try:
@@ -543,6 +556,15 @@ class UserAgent:
                 return resp  # credentials were refused: do not loop
             authorization = ("Authorization" if resp.status == 401 else "Proxy-Authorization", value)
         return None
+
+    def keep_registered(
+        self, registrar_uri: str, username: str, password: str, *, expires: int = 3600, **client_options: Any
+    ) -> TrunkRegistration:
+        """Register to a carrier and keep the binding: refresh before expiry, back off on failure."""
+        reg = TrunkRegistration(self, registrar_uri, username, password, RegistrationClient(expires, **client_options))
+        reg.task = asyncio.get_running_loop().create_task(reg.run())
+        self._registrations.append(reg)
+        return reg
 
     def registered(self, user: str) -> bool:
         return bool(self.registrar and self.registrar.lookup(self._aor(user), time.time()))
@@ -986,3 +1008,86 @@ class UserAgent:
 
     def _find_dialog(self, req: Request) -> Call | None:
         return self._dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
+
+
+@dataclass
+class _RegDialog:
+    """Call-ID, From tag and next CSeq shared by every REGISTER of one registration."""
+
+    call_id: str
+    from_tag: str
+    cseq: int = 1
+
+
+class TrunkRegistration:
+    """The task that keeps one registration alive, driven by :class:`RegistrationClient`."""
+
+    def __init__(self, ua: UserAgent, uri: str, username: str, password: str, client: RegistrationClient) -> None:
+        self.ua, self.uri, self.username, self.password, self.client = ua, uri, username, password, client
+        self.task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._dialog = _RegDialog(new_call_id(ua.advertised_host), new_tag())
+        self.log = log.bind(registrar=uri, username=username)
+
+    @property
+    def registered(self) -> bool:
+        return self.client.is_registered(self.ua._now())
+
+    async def _send(self, expires: int, seq: int) -> None:
+        resp = await self.ua.register(self.uri, self.username, self.password, expires=expires, _dialog=self._dialog)
+        now = self.ua._now()
+        if resp is None:
+            self.client.on_timeout(now, seq=seq)
+            return
+        granted: int | None = None
+        for c in resp.contacts:
+            value = c.params.get("expires") or ""
+            if c.uri.user == self.ua.config.user and value.isdigit():
+                granted = int(value)
+        exp = resp.headers.get("expires")
+        if granted is None and exp and exp.isdigit():
+            granted = int(exp)
+        min_exp = resp.headers.get("min-expires")
+        retry = resp.headers.get("retry-after")
+        self.client.on_response(
+            resp.status,
+            granted_expires=granted,
+            min_expires=int(min_exp) if min_exp and min_exp.isdigit() else None,
+            retry_after=int(retry.split()[0]) if retry and retry.split()[0].isdigit() else None,
+            now=now,
+            seq=seq,
+        )
+
+    async def run(self) -> None:
+        self.client.start(self.ua._now())
+        while True:
+            for ev in self.client.events():
+                self.log.info("trunk.registration", state=ev.new.value, cause=ev.cause, status=ev.status)
+            action = self.client.poll(self.ua._now())
+            if action is not None:
+                await self._send(action.expires, action.seq)
+                if action.kind == "unregister":
+                    return
+                continue
+            if self._stopping:
+                return
+            deadline = self.client.next_deadline()
+            self._wake.clear()
+            timeout = None if deadline is None else max(0.0, deadline - self.ua._now())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def stop(self) -> None:
+        """Unregister (Expires: 0) if bound, and end the task."""
+        if self._stopping:
+            return
+        self._stopping = True
+        action = self.client.stop(self.ua._now())
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if action is not None:
+            with contextlib.suppress(Exception):
+                await self._send(action.expires, action.seq)

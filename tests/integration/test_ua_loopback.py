@@ -180,3 +180,33 @@ async def test_play_reaches_the_other_side(pair: tuple[UserAgent, UserAgent], tm
     spectrum = np.abs(np.fft.rfft(frames.astype(float)))
     peak = np.argmax(spectrum) * 8000 / len(frames)
     assert abs(peak - 1000) < 20
+
+
+async def test_trunk_registration_refreshes_and_unregisters() -> None:
+    """Our registration to a 'carrier' (another UA acting as registrar) refreshes before
+    expiry with the same Call-ID, and unregisters on stop. (Backoff timing is unit-tested
+    on the pure RegistrationClient with a fake clock.)"""
+    carrier = UserAgent(UAConfig(host="127.0.0.1", port=0, user="carrier", accounts={"trunk1": "pw"}))
+    dialer = UserAgent(UAConfig(host="127.0.0.1", port=0, user="trunk1", registrar=False))
+    await carrier.start()
+    await dialer.start()
+    assert carrier.registrar is not None
+    carrier.registrar.min_expires = 1
+    try:
+        reg = dialer.keep_registered(
+            f"sip:127.0.0.1:{carrier.port}", "trunk1", "pw", expires=2, refresh_margin=1.0, min_retry=0.2, max_retry=0.5
+        )
+        for _ in range(50):
+            if reg.registered:
+                break
+            await asyncio.sleep(0.05)
+        assert reg.registered and carrier.registered("trunk1")
+        first_seq = reg._dialog.cseq
+        await asyncio.sleep(2.5)  # past the first expiry: a refresh must have kept us bound
+        assert reg.registered and carrier.registered("trunk1")
+        assert reg._dialog.cseq > first_seq  # same Call-ID, rising CSeq
+        await reg.stop()
+        assert not carrier.registered("trunk1")  # unregistered with Expires: 0
+    finally:
+        await dialer.close()
+        await carrier.close()
