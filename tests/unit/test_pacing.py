@@ -227,3 +227,38 @@ def test_make_pacing_names() -> None:
     assert isinstance(make_pacing("power", ratio=2.0), PowerPacing)
     with pytest.raises(ValueError, match="choose one of"):
         make_pacing("turbo")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+durations = st.floats(min_value=0.0, max_value=600.0, allow_nan=False)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    ready=st.integers(0, 30),
+    talk=st.lists(durations, max_size=30),
+    wrap=st.lists(st.floats(0.0, 10.0), max_size=10),
+    ringing=st.lists(st.floats(0.0, 30.0), max_size=40),
+    waiting=st.integers(0, 3),
+    p=st.floats(0.01, 1.0),
+    max_lines=st.integers(0, 120),
+    rate=st.floats(0.0, 0.1),
+)
+def test_every_model_stays_within_lines_property(
+    ready: int, talk: list[float], wrap: list[float], ringing: list[float], waiting: int, p: float,
+    max_lines: int, rate: float,
+) -> None:  # fmt: skip
+    s = snap(agents_ready=ready, talk_so_far_s=tuple(talk), wrapup_remaining_s=tuple(wrap),
+             ringing_s=tuple(ringing), calls_waiting=waiting, answer_probability=p, max_lines=max_lines,
+             abandon_rate_today=rate)  # fmt: skip
+    progressive = ProgressivePacing().lines_to_dial(s, NOW)
+    for model in (PreviewPacing(), ProgressivePacing(), PowerPacing(ratio=2.0), PredictivePacing(),
+                  VicidialAdaptPacing()):  # fmt: skip
+        n = model.lines_to_dial(s, NOW)
+        assert 0 <= n <= s.free_lines, model.name
+        if isinstance(model, PredictivePacing):
+            assert n >= progressive  # idle agents are never left without a line
+            if s.agents_logged_in == 0:
+                assert n == 0
