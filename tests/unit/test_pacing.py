@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dialer.pacing import (
     AbandonGuard,
@@ -229,8 +231,6 @@ def test_make_pacing_names() -> None:
         make_pacing("turbo")
 
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 durations = st.floats(min_value=0.0, max_value=600.0, allow_nan=False)
 
