@@ -283,7 +283,7 @@ class RetryPolicy:
             raise ValueError(f"no retry rule for outcome {outcome!r}; known outcomes: {known}") from None
 
     # -- the decision ----------------------------------------------------------------------------
-    def schedule_next(  # noqa: PLR0917 - the signature the campaign runner calls
+    def schedule_next(
         self,
         lead_state: LeadState,
         outcome: str,
