@@ -94,6 +94,9 @@ def serve(
     play: Annotated[Path | None, typer.Option(help="WAV file (8 kHz mono PCM16 or G.711) to play to callers")] = None,
     duration: Annotated[float, typer.Option(help="Stop after this many seconds (0: run until Ctrl-C)")] = 0.0,
     answer_after: Annotated[float, typer.Option(help="Ring this many seconds before answering")] = 0.0,
+    auth_algorithms: Annotated[
+        str, typer.Option(help="Digest algorithms offered, in order (sipp 3.6 reads only the first: use MD5)")
+    ] = "SHA-256,MD5",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
 ) -> None:
     """Run a standalone UA and registrar that answers every INVITE."""
@@ -103,17 +106,19 @@ def serve(
         raise typer.BadParameter(f"--play {play}: no such file")
     host, port = _parse_listen(listen)
     accounts = _parse_users(user or [])
+    algorithms = tuple(a.strip().upper() for a in auth_algorithms.split(",") if a.strip())
+    if not algorithms or any(a not in ("MD5", "SHA-256") for a in algorithms):
+        raise typer.BadParameter(f"--auth-algorithms {auth_algorithms!r}: use MD5 and/or SHA-256, e.g. SHA-256,MD5")
     _setup_logging(verbose)
     _install_loop()
-    asyncio.run(_serve(host, port, accounts, echo, play, duration, answer_after))
+    config = UAConfig(host=host, port=port, accounts=accounts, user="serve", auth_algorithms=algorithms)
+    asyncio.run(_serve(config, echo, play, duration, answer_after))
 
 
-async def _serve(
-    host: str, port: int, accounts: dict[str, str], echo: bool, play: Path | None, duration: float, answer_after: float
-) -> None:
-    ua = UserAgent(UAConfig(host=host, port=port, accounts=accounts, user="serve"))
+async def _serve(config: UAConfig, echo: bool, play: Path | None, duration: float, answer_after: float) -> None:
+    ua = UserAgent(config)
     await ua.start()
-    _emit({"event": "listening", "host": host, "port": ua.port, "users": sorted(accounts)})
+    _emit({"event": "listening", "host": config.host, "port": ua.port, "users": sorted(config.accounts)})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -109,6 +109,11 @@ class UAConfig:
     media_ports: tuple[int, int] = (10000, 20000)
     outbound_proxy: Destination | None = None
     auth_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # Offered in this order (RFC 8760 §2.4). Clients that read only the first challenge
+    # (sipp 3.6, some old phones) need ("MD5",) or ("MD5", "SHA-256").
+    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    # RFC 2069 answers without qop (pyVoIP 1.6.8 sends them); each nonce is then single-use.
+    allow_rfc2069: bool = True
 
 
 class Call:
@@ -383,6 +388,8 @@ class UserAgent:
                 self.config.realm,
                 InMemoryCredentials.from_passwords(self.config.realm, self.config.accounts),
                 secret=self.config.auth_secret,
+                algorithms=self.config.auth_algorithms,
+                allow_rfc2069=self.config.allow_rfc2069,
             )
         self.stats = {"received": 0, "malformed": 0, "sent": 0}
 
