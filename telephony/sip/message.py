@@ -450,7 +450,8 @@ def _parse_request(start: str, headers: Headers, body: bytes, stream: bool) -> R
     try:
         uri = SipURI.parse(uri_text)
     except SipSyntaxError as exc:
-        status = 416 if ":" in uri_text and uri_text.split(":", 1)[0].isalpha() and "scheme" in str(exc) else 400
+        scheme = uri_text.split(":", 1)[0].lower() if ":" in uri_text else ""
+        status = 416 if scheme.isalpha() and scheme not in ("sip", "sips", "tel") else 400
         raise RemoteProtocolError(f"bad Request-URI: {exc}", status_hint=status, headers=headers) from None
     req = Request(method, uri, headers, _body_for(headers, body, stream, True))
     try:
