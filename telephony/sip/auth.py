@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -137,10 +138,20 @@ def digest_response(
 # ---------------------------------------------------------------------------------------
 
 # RFC 3261 token characters.
-_TOKEN_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+_TOKEN_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+# quoted-string with quoted-pairs; possessive so a missing closing quote fails in linear time.
+_QUOTED_RE: Final = re.compile(r'"((?:[^"\\]|\\.)*+)"', re.DOTALL)
+_PAIR_RE: Final = re.compile(r"\\(.)", re.DOTALL)
 # Unquoted values are read leniently (some stacks send uri=sip:x@y or nonce=abc/def=):
 # anything up to a comma or whitespace.
-_STOP: Final = frozenset(", \t\r\n")
+_BARE_RE: Final = re.compile(r'[^, \t\r\n"]+')
+_WS_RE: Final = re.compile(r"[ \t\r\n]+")
+_PARAM_RE: Final = re.compile(
+    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t\r\n]*=[ \t\r\n]*"
+    r'(?:"((?:[^"\\]|\\.)*+)"|([^, \t\r\n"]+))[ \t\r\n]*',
+    re.DOTALL,
+)
+_SEP_RE: Final = re.compile(r"(?:,[ \t\r\n]*)+")  # RFC 7235 #rule tolerates empty list elements
 _WS: Final = frozenset(" \t\r\n")
 _MAX_HEADER: Final = 8192
 
@@ -164,39 +175,32 @@ class _Scanner:
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
     def skip_ws(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos] in _WS:
-            self.pos += 1
+        m = _WS_RE.match(self.text, self.pos)
+        if m:
+            self.pos = m.end()
 
     def token(self) -> str:
-        start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos] in _TOKEN_CHARS:
-            self.pos += 1
-        return self.text[start : self.pos]
+        m = _TOKEN_RE.match(self.text, self.pos)
+        if not m:
+            return ""
+        self.pos = m.end()
+        return m.group()
 
     def quoted(self) -> str:
         # Called with the opening quote at pos. quoted-pair: "\" any char (RFC 3261 §25.1).
-        self.pos += 1
-        out: list[str] = []
-        while self.pos < len(self.text):
-            ch = self.text[self.pos]
-            if ch == "\\":
-                if self.pos + 1 >= len(self.text):
-                    break
-                out.append(self.text[self.pos + 1])
-                self.pos += 2
-            elif ch == '"':
-                self.pos += 1
-                return "".join(out)
-            else:
-                out.append(ch)
-                self.pos += 1
-        raise AuthError("unterminated quoted-string: a value opened with '\"' never closes")
+        m = _QUOTED_RE.match(self.text, self.pos)
+        if not m:
+            raise AuthError("unterminated quoted-string: a value opened with '\"' never closes")
+        self.pos = m.end()
+        inner = m.group(1)
+        return _PAIR_RE.sub(r"\1", inner) if "\\" in inner else inner
 
     def bare(self) -> str:
-        start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos] not in _STOP and self.text[self.pos] != '"':
-            self.pos += 1
-        return self.text[start : self.pos]
+        m = _BARE_RE.match(self.text, self.pos)
+        if not m:
+            return ""
+        self.pos = m.end()
+        return m.group()
 
     def starts_new_challenge(self) -> bool:
         """After a comma: ``Scheme name=...`` (a token then whitespace then not '=') starts a new one."""
@@ -236,6 +240,31 @@ def _parse_all(value: str) -> list[_Parsed]:
         s.skip_ws()
         next_challenge = False
         while True:
+            fast = _PARAM_RE.match(value, s.pos)
+            if fast is not None:
+                # Common case in one regex step; the slow path below exists to explain errors.
+                name, qval, bval = fast.group(1, 2, 3)
+                key = name.lower()
+                if key in params:
+                    raise AuthError(f"parameter {name!r} appears twice")
+                if qval is not None:
+                    params[key] = _PAIR_RE.sub(r"\1", qval) if "\\" in qval else qval
+                    quoted.add(key)
+                else:
+                    params[key] = bval
+                s.pos = fast.end()
+                sep = _SEP_RE.match(value, s.pos)
+                if sep is not None:
+                    s.pos = sep.end()
+                    if s.at_end():
+                        break
+                    if s.starts_new_challenge():
+                        next_challenge = True
+                        break
+                    continue
+                if s.at_end():
+                    break
+                raise AuthError(f"expected ',' between parameters at offset {s.pos}, found {s.peek()!r}")
             name = s.token()
             if not name:
                 found = s.peek() or "end of value"
