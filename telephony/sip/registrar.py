@@ -11,11 +11,13 @@ passes ``now`` and arms a timer at :meth:`Registrar.next_deadline`.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Final
 
 __all__ = ["Binding", "ContactSpec", "RegisterResult", "Registrar", "normalise_aor"]
@@ -122,12 +124,13 @@ class _ParsedURI:
     scheme: str
     userinfo: str
     host: str
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: Mapping[str, str | None] = field(default_factory=dict)
 
 
 _MUST_MATCH: Final = ("user", "ttl", "method", "maddr", "transport")
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_contact(uri: str) -> _ParsedURI:
     u = _strip_brackets(uri)
     scheme, _, rest = u.partition(":")
@@ -140,7 +143,7 @@ def _parse_contact(uri: str) -> _ParsedURI:
             continue
         name, eq, val = item.partition("=")
         params[name.strip().lower()] = val.strip().lower() if eq else None
-    return _ParsedURI(scheme.strip().lower(), userinfo + at, host.strip().lower(), params)
+    return _ParsedURI(scheme.strip().lower(), userinfo + at, host.strip().lower(), MappingProxyType(params))
 
 
 def _same_contact(a: str, b: str) -> bool:
@@ -192,6 +195,7 @@ class Registrar:
         self.default_expires = default_expires
         self.max_contacts = max_contacts
         self._aors: dict[str, list[Binding]] = {}
+        self._count = 0  # bindings held, kept in step with _aors
         self._heap: list[tuple[float, int, str, Binding]] = []
         self._seq = itertools.count()
 
@@ -354,6 +358,7 @@ class Registrar:
 
     def _commit(self, key: str, bindings: list[Binding]) -> None:
         before = self._aors.get(key, [])
+        self._count += len(bindings) - len(before)
         if bindings:
             self._aors[key] = bindings
         else:
@@ -378,6 +383,7 @@ class Registrar:
             if bindings is None or not any(binding is b for b in bindings):
                 continue  # refreshed or removed since: a stale heap entry
             bindings.remove(binding)
+            self._count -= 1
             gone.append(binding)
             if not bindings:
                 del self._aors[key]
@@ -397,7 +403,7 @@ class Registrar:
 
     def __len__(self) -> int:
         """Number of bindings held (expired ones included until :meth:`expire` runs)."""
-        return sum(len(v) for v in self._aors.values())
+        return self._count
 
     def _compact(self) -> None:
         # Refreshes leave superseded heap entries behind; rebuild before they dominate.

@@ -266,6 +266,9 @@ def test_contacts_per_aor_are_bounded_by_evicting_the_oldest() -> None:
         assert res.status == 200
     assert sorted(uris(r.lookup(AOR, 5.0))) == ["sip:alice@10.0.0.2", "sip:alice@10.0.0.3", "sip:alice@10.0.0.4"]
     assert uris(res.removed) == ["sip:alice@10.0.0.1"]
+    assert len(r) == 3
+    reg(r, "*", now=6.0, call_id="wipe", expires=0)
+    assert len(r) == 0 and r.aors() == []
 
 
 def test_heap_stays_bounded_under_many_refreshes() -> None:
