@@ -352,3 +352,11 @@ def test_bad_settings_are_refused() -> None:
         RegistrationClient(expires=0)
     with pytest.raises(ValueError, match="min_retry"):
         RegistrationClient(min_retry=10, max_retry=5)
+
+
+def test_stop_after_an_unpolled_lapse_needs_no_unregister() -> None:
+    c = client()
+    c.start(0.0)
+    registered(c, 0.0, 60)
+    assert c.stop(1000.0) is None
+    assert state(c) is RegState.UNREGISTERED and c.next_deadline() is None
