@@ -51,7 +51,7 @@ from telephony.sip.transaction import (
 )
 from telephony.sip.uri import Address, SipSyntaxError, SipURI, Via
 
-__all__ = ["Call", "CallDirection", "CallState", "TrunkRegistration", "UAConfig", "UserAgent"]
+__all__ = ["Call", "CallDirection", "CallState", "OptionsKeepalive", "TrunkRegistration", "UAConfig", "UserAgent"]
 
 log = structlog.get_logger(__name__)
 
@@ -379,6 +379,7 @@ class UserAgent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pending_options: dict[str, asyncio.Future[Response | None]] = {}
         self._registrations: list[TrunkRegistration] = []
+        self._keepalives: list[OptionsKeepalive] = []
         self.on_incoming: Callable[[Call], None] | None = None
         self.on_call_ended: Callable[[Call], None] | None = None
         self.registrar: Registrar | None = Registrar() if self.config.registrar else None
@@ -399,6 +400,8 @@ class UserAgent:
         self.config.port = self._transport.port
 
     async def close(self) -> None:
+        for ka in self._keepalives:
+            ka.stop()
         for reg in self._registrations:
             with contextlib.suppress(Exception):
                 await reg.stop()
@@ -572,6 +575,13 @@ class UserAgent:
         reg.task = asyncio.get_running_loop().create_task(reg.run())
         self._registrations.append(reg)
         return reg
+
+    def keepalive(self, uri: str, *, interval: float = 30.0, timeout: float = 5.0) -> OptionsKeepalive:
+        """Ping ``uri`` with OPTIONS every ``interval`` seconds; ``.up`` tells whether it answers."""
+        ka = OptionsKeepalive(self, uri, interval, timeout)
+        ka.task = asyncio.get_running_loop().create_task(ka.run())
+        self._keepalives.append(ka)
+        return ka
 
     def registered(self, user: str) -> bool:
         return bool(self.registrar and self.registrar.lookup(self._aor(user), time.time()))
@@ -1098,3 +1108,28 @@ class TrunkRegistration:
         if action is not None:
             with contextlib.suppress(Exception):
                 await self._send(action.expires, action.seq)
+
+
+class OptionsKeepalive:
+    """OPTIONS pings to a trunk or phone; logs when it goes down or comes back."""
+
+    def __init__(self, ua: UserAgent, uri: str, interval: float, timeout: float) -> None:
+        self.ua, self.uri, self.interval, self.timeout = ua, uri, interval, timeout
+        self.up: bool | None = None
+        self.last_status: int | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        while True:
+            resp = await self.ua.options(self.uri, timeout=self.timeout)
+            # Any response, even 404 or 405, proves the peer is alive (RFC 3261 §11).
+            up = resp is not None
+            self.last_status = resp.status if resp is not None else None
+            if up != self.up:
+                (log.info if up else log.warning)("sip.keepalive", uri=self.uri, up=up, status=self.last_status)
+                self.up = up
+            await asyncio.sleep(self.interval)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()

@@ -210,3 +210,50 @@ async def test_trunk_registration_refreshes_and_unregisters() -> None:
     finally:
         await dialer.close()
         await carrier.close()
+
+
+@pytest.mark.parametrize(("host", "transport"), [("127.0.0.1", "tcp"), ("::1", "udp"), ("::1", "tcp")])
+async def test_calls_over_tcp_and_ipv6(host: str, transport: str) -> None:
+    a = UserAgent(UAConfig(host=host, port=0, user="a", registrar=False))
+    b = UserAgent(UAConfig(host=host, port=0, user="b", registrar=False))
+    await a.start()
+    await b.start()
+    try:
+        h = f"[{host}]" if ":" in host else host
+        out = await a.call(f"sip:b@{h}:{b.port};transport={transport}")
+        inc = await next_call(b)
+        await inc.answer()
+        outcome = await asyncio.wait_for(out.wait_answered(), 5)
+        assert outcome.outcome is CallOutcome.ANSWERED
+        assert inc.headers is not None and f"SIP/2.0/{transport.upper()}" in (inc.headers.get("via") or "")
+        await out.hangup()
+        await asyncio.wait_for(inc.wait_ended(), 5)
+        assert inc.ended_by == "remote"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_options_ping(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    resp = await a.options(f"sip:bob@127.0.0.1:{b.port}")
+    assert resp is not None and resp.status == 200 and "INVITE" in (resp.headers.get("allow") or "")
+    silent = await a.options("sip:nobody@127.0.0.1:9", timeout=0.5)
+    assert silent is None
+
+
+async def test_options_keepalive_tracks_peer(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    ka = a.keepalive(f"sip:bob@127.0.0.1:{b.port}", interval=0.1, timeout=0.3)
+    for _ in range(40):
+        if ka.up:
+            break
+        await asyncio.sleep(0.05)
+    assert ka.up is True and ka.last_status == 200
+    await b.close()
+    for _ in range(40):
+        if ka.up is False:
+            break
+        await asyncio.sleep(0.05)
+    assert ka.up is False
+    ka.stop()
