@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ __all__ = [
     "CallEnded",
     "CallLike",
     "DigitPressed",
+    "DigitReader",
     "Event",
     "InputTimedOut",
     "Machine",
@@ -35,6 +37,7 @@ __all__ = [
     "PromptSource",
     "Started",
     "WaitForDigit",
+    "digit_reader",
     "drive",
     "utc_now",
 ]
@@ -139,8 +142,14 @@ class Machine(Protocol):
 _ENDED = object()
 
 
-class _Digits:
-    """One reader of ``call.dtmf()`` for the whole dialogue, so no digit is lost between steps."""
+class DigitReader:
+    """The one reader of a call's ``dtmf()`` for the call's whole life, shared by every IVR stage.
+
+    Stages come and go on a customer leg (menu, hold, survey); each cancelling its own
+    ``async for`` over ``call.dtmf()`` would risk an abandoned read swallowing the next digit,
+    so one pump task per call feeds a queue that the stages take turns reading. Get it with
+    :func:`digit_reader`; code outside the IVR that wants the caller's digits reads it too.
+    """
 
     def __init__(self, call: CallLike) -> None:
         self.queue: asyncio.Queue[object] = asyncio.Queue()
@@ -156,23 +165,44 @@ class _Digits:
             self.queue.put_nowait(_ENDED)
 
     async def next(self) -> str | None:
-        """The next digit, ``None`` when the call ended."""
+        """The next digit, ``None`` once the call has ended."""
         if self.ended:
             return None
         item = await self.queue.get()
         if item is _ENDED:
             self.ended = True
+            self.queue.put_nowait(_ENDED)  # every later reader learns it too
             return None
         assert isinstance(item, str)
         return item
 
-    async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+    def drain(self) -> str:
+        """Drop (and return) digits pressed before now: a new stage does not act on stale input."""
+        dropped, keep_end = [], False
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if item is _ENDED:
+                keep_end = True
+            else:
+                assert isinstance(item, str)
+                dropped.append(item)
+        if keep_end:
+            self.queue.put_nowait(_ENDED)
+        return "".join(dropped)
 
 
-async def _play(call: CallLike, audio: npt.NDArray[np.int16], interruptible: bool, digits: _Digits) -> str | None:
+_READERS: weakref.WeakKeyDictionary[CallLike, DigitReader] = weakref.WeakKeyDictionary()
+
+
+def digit_reader(call: CallLike) -> DigitReader:
+    """The shared :class:`DigitReader` of ``call`` (created on first use, in the running loop)."""
+    reader = _READERS.get(call)
+    if reader is None or reader._task.get_loop() is not asyncio.get_running_loop():
+        reader = _READERS[call] = DigitReader(call)
+    return reader
+
+
+async def _play(call: CallLike, audio: npt.NDArray[np.int16], interruptible: bool, digits: DigitReader) -> str | None:
     """Play ``audio``; the barge-in digit if one interrupted it, ``""`` when it finished, None if the call ended."""
     play = asyncio.create_task(call.play(audio))
     typeahead: list[str] = []
@@ -215,30 +245,30 @@ async def drive(
 ) -> object:
     """Run ``machine`` on ``call`` until it returns a step other than PlayPrompt/WaitForDigit; return that step."""
     log = log if log is not None else structlog.get_logger(__name__).bind(call_id=call.id)
-    digits = _Digits(call)
-    try:
-        step = machine.handle(Started(clock()))
-        while True:
-            if isinstance(step, PlayPrompt):
-                log.debug("ivr.play", prompt=step.prompt)
-                outcome = await _play(call, prompts.load(step.prompt), step.interruptible, digits)
-                if outcome is None:
-                    step = machine.handle(CallEnded(clock()))
-                elif outcome:
-                    log.debug("ivr.barge_in", prompt=step.prompt, digit=outcome)
-                    step = machine.handle(DigitPressed(outcome, clock()))
-                else:
-                    step = machine.handle(PromptFinished(clock()))
-            elif isinstance(step, WaitForDigit):
-                try:
-                    async with asyncio.timeout(step.timeout):
-                        digit = await digits.next()
-                except TimeoutError:
-                    step = machine.handle(InputTimedOut(clock()))
-                else:
-                    event = CallEnded(clock()) if digit is None else DigitPressed(digit, clock())
-                    step = machine.handle(event)
+    digits = digit_reader(call)
+    stale = digits.drain()
+    if stale:
+        log.debug("ivr.stale_digits_dropped", digits=stale)
+    step = machine.handle(Started(clock()))
+    while True:
+        if isinstance(step, PlayPrompt):
+            log.debug("ivr.play", prompt=step.prompt)
+            outcome = await _play(call, prompts.load(step.prompt), step.interruptible, digits)
+            if outcome is None:
+                step = machine.handle(CallEnded(clock()))
+            elif outcome:
+                log.debug("ivr.barge_in", prompt=step.prompt, digit=outcome)
+                step = machine.handle(DigitPressed(outcome, clock()))
             else:
-                return step
-    finally:
-        await digits.close()
+                step = machine.handle(PromptFinished(clock()))
+        elif isinstance(step, WaitForDigit):
+            try:
+                async with asyncio.timeout(step.timeout):
+                    digit = await digits.next()
+            except TimeoutError:
+                step = machine.handle(InputTimedOut(clock()))
+            else:
+                event = CallEnded(clock()) if digit is None else DigitPressed(digit, clock())
+                step = machine.handle(event)
+        else:
+            return step

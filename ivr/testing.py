@@ -63,7 +63,7 @@ class PlayRecord:
     outcome: str = "playing"  # finished | stopped (cancelled: barge-in or hold interruption)
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity, like a real call
 class FakeCall:
     """A call whose caller follows a script.
 

@@ -97,3 +97,22 @@ async def test_hold_then_survey_over_rtp(answered):
     assert answer is SurveyAnswer.AVERAGE
     await asyncio.wait_for(out.wait_ended(), 5)  # the survey hangs up after its thanks
     assert out.ended_by == "remote"
+
+
+async def test_menu_then_survey_on_one_call_loses_no_digit(answered):
+    out, inc = answered
+    prompts = PromptLibrary(SHIPPED_PROMPTS_DIR)
+    menus = load_menus({"menus": {"main": {"prompt": "position_1", "options": {"1": "queue:q"}}}})
+
+    async def caller() -> None:
+        await asyncio.sleep(0.5)
+        await out.send_dtmf("1")
+        await asyncio.sleep(1.0)
+        await out.send_dtmf("3")
+
+    press = asyncio.create_task(caller())
+    result = await asyncio.wait_for(run_menu(inc, menus, prompts=prompts), 10)
+    assert result.exit == RouteToQueue("q")
+    answer = await asyncio.wait_for(run_survey(inc, prompts, timeout=3, attempts=1), 20)
+    await press
+    assert answer is SurveyAnswer.UNSATISFIED

@@ -8,7 +8,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from structlog.testing import capture_logs
 
-from ivr.steps import CallEnded, DigitPressed, InputTimedOut, PlayPrompt, PromptFinished, Started, WaitForDigit
+from ivr.steps import (
+    CallEnded,
+    DigitPressed,
+    InputTimedOut,
+    PlayPrompt,
+    PromptFinished,
+    Started,
+    WaitForDigit,
+    digit_reader,
+)
 from ivr.survey import SurveyAnswer, SurveyDone, SurveyMachine, run_survey
 from ivr.testing import FakeCall, FakePrompts
 
@@ -73,3 +82,16 @@ async def test_run_survey_silence_returns_none():
     call = FakeCall(prompts)
     assert await asyncio.wait_for(run_survey(call, prompts, attempts=2, timeout=0.01), 5) is None
     assert call.played == ["survey_question", "survey_question"]
+
+
+async def test_digits_pressed_between_stages_are_not_answers():
+    prompts = FakePrompts()
+    call = FakeCall(prompts, reactions={"survey_question": "2"}, durations={"survey_question": 30})
+    first = asyncio.create_task(run_survey(call, prompts, hangup=False))
+    assert await asyncio.wait_for(first, 5) is SurveyAnswer.AVERAGE
+    call.press("1")  # pressed while nobody asks anything (e.g. during the conversation)
+    while digit_reader(call).queue.empty():
+        await asyncio.sleep(0)
+    call.durations = {}
+    second = await asyncio.wait_for(run_survey(call, prompts, attempts=1, timeout=0.01), 5)
+    assert second is None
