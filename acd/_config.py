@@ -120,6 +120,12 @@ class EscalationStep:
     after_s: float
     min_level: int
 
+    @staticmethod
+    def steps(*pairs: tuple[float, int]) -> tuple[EscalationStep, ...]:
+        """``EscalationStep.steps((0, 7), (30, 4), (60, 1))``: 0-30 s needs level >= 7, 30-60 s >= 4,
+        then anyone with the skill."""
+        return tuple(EscalationStep(after, level) for after, level in pairs)
+
     def __post_init__(self) -> None:
         if self.after_s < 0:
             raise AcdConfigError(f"escalation step after_s={self.after_s} must be >= 0 seconds")
