@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from dialer.commands import simulate as simulate_commands
 from dialer.commands import sip as sip_commands
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sip_commands.app, name="sip")
+app.add_typer(simulate_commands.app, name="simulate")
 
 
 def main() -> None:
