@@ -27,6 +27,7 @@ header update run in one shared background thread (or in the caller's thread via
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import struct
@@ -422,8 +423,6 @@ class StereoWavRecorder:
 
     async def aclose(self) -> RecordingInfo:
         """:meth:`close` off the event loop (hashing a long recording takes a while)."""
-        import asyncio
-
         return await asyncio.to_thread(self.close)
 
     def _fail(self, exc: BaseException) -> None:
