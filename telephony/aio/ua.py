@@ -169,13 +169,25 @@ class Call:
         return self.state is CallState.ENDED
 
     async def dtmf(self) -> AsyncIterator[str]:
-        """Digits as they arrive (RFC 4733 or SIP INFO), until the call ends."""
+        """Digits as they arrive (RFC 4733 or SIP INFO), until the call ends.
+
+        A reader that stops early must not leave a pending ``get`` behind: it would
+        swallow the next digit meant for whoever reads after it.
+        """
         while not self.ended or not self._dtmf.empty():
             get = asyncio.ensure_future(self._dtmf.get())
             end = asyncio.ensure_future(self._ended.wait())
-            done, _ = await asyncio.wait({get, end}, return_when=asyncio.FIRST_COMPLETED)
-            if get in done:
+            try:
+                done, _ = await asyncio.wait({get, end}, return_when=asyncio.FIRST_COMPLETED)
+            except BaseException:
                 end.cancel()
+                if get.done() and not get.cancelled():
+                    self._dtmf.put_nowait(get.result())  # dequeued but delivered to nobody: keep it
+                else:
+                    get.cancel()
+                raise
+            end.cancel()
+            if get in done:
                 yield get.result()
             else:
                 get.cancel()

@@ -257,3 +257,23 @@ async def test_options_keepalive_tracks_peer(pair: tuple[UserAgent, UserAgent]) 
         await asyncio.sleep(0.05)
     assert ka.up is False
     ka.stop()
+
+
+async def test_a_reader_that_stops_does_not_swallow_the_next_digit(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    out = await a.call(f"sip:bob@127.0.0.1:{b.port}")
+    inc = await next_call(b)
+    await inc.answer()
+    await out.wait_answered()
+
+    async def first_digit() -> str:
+        async for d in inc.dtmf():
+            return d
+        return ""
+
+    reader = asyncio.ensure_future(first_digit())
+    await asyncio.sleep(0.05)
+    reader.cancel()  # an IVR stage ends while waiting
+    await out.send_dtmf("7")
+    assert await asyncio.wait_for(first_digit(), 5) == "7"
+    await out.hangup()
