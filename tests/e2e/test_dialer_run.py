@@ -69,7 +69,7 @@ async def test_run_starts_answers_sip_and_mqtt_then_stops_on_sigterm(tmp_path: P
     finally:
         await ua.close()
         proc.send_signal(signal.SIGTERM)
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b"app.stopped" in err
 
