@@ -906,7 +906,6 @@ class UserAgent:
         challenged = self.config.challenge_invites and tx.peer.host not in self.config.trusted_sources
         if challenged and self._challenge(req, tx) is None:
             return
-        self._respond(tx, make_response(req.headers, 100))
         call = Call(self, CallDirection.INBOUND, req.call_id, str(req.from_.uri))
         call.headers = req.headers
         call._server_tx = tx

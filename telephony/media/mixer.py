@@ -4,7 +4,8 @@ The rules are a table (:data:`HEARS`), as h11 keeps its transitions: in *listen*
 supervisor hears customer and agent and nobody hears the supervisor; in *whisper* the agent
 also hears the supervisor, the customer does not; in *barge* everyone hears everyone.
 :func:`mix` gives each participant the saturating int16 sum of the 20 ms frames it may
-hear. Pure; pacing and decoding live with the caller.
+hear, and :func:`gain_matrix` the same table as a listener x source matrix for mixing all
+listeners with one matrix product. Pure; pacing and decoding live with the caller.
 """
 
 from __future__ import annotations
@@ -14,10 +15,20 @@ from enum import StrEnum
 from typing import Final, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from telephony.rtp.g711 import Pcm16
 
-__all__ = ["HEARS", "PARTICIPANTS", "Participant", "SupervisionMode", "hears", "mix", "saturating_sum"]
+__all__ = [
+    "HEARS",
+    "PARTICIPANTS",
+    "Participant",
+    "SupervisionMode",
+    "gain_matrix",
+    "hears",
+    "mix",
+    "saturating_sum",
+]
 
 Participant = Literal["customer", "agent", "supervisor"]
 PARTICIPANTS: Final[tuple[Participant, ...]] = ("customer", "agent", "supervisor")
@@ -53,6 +64,16 @@ def hears(mode: SupervisionMode | str, listener: Participant) -> frozenset[Parti
         return HEARS[SupervisionMode(mode)][listener]
     except ValueError as exc:
         raise ValueError(f"supervision mode {mode!r} is not one of listen, whisper, barge") from exc
+
+
+def gain_matrix(mode: SupervisionMode | str) -> npt.NDArray[np.float32]:
+    """:data:`HEARS` for ``mode`` as a 3x3 matrix: row = listener, column = source, both in
+    :data:`PARTICIPANTS` order; ``gain_matrix(mode) @ frames`` mixes every listener at once."""
+    matrix = np.zeros((len(PARTICIPANTS), len(PARTICIPANTS)), dtype=np.float32)
+    for row, listener in enumerate(PARTICIPANTS):
+        for source in hears(mode, listener):
+            matrix[row, PARTICIPANTS.index(source)] = 1.0
+    return matrix
 
 
 def saturating_sum(frames: list[Pcm16], samples: int) -> Pcm16:

@@ -13,6 +13,8 @@ from urllib.parse import quote, unquote
 
 __all__ = ["Address", "SipSyntaxError", "SipURI", "Via", "format_params", "parse_params", "split_commas"]
 
+_BAD_HOST_CHARS = frozenset(" \t<>\"'")
+
 # Characters allowed unescaped in the user part (RFC 3261 §25.1 user-unreserved + unreserved).
 _USER_SAFE = "-_.!~*'()&=+$,;?/"
 
@@ -175,7 +177,7 @@ def _split_hostport(hostport: str, whole: str) -> tuple[str, int | None]:
     else:
         host, _, port_text_ = hostport.partition(":")
         port_text = port_text_ if ":" in hostport else None
-    if not host or any(c in host for c in " \t<>\"'"):
+    if not host or not _BAD_HOST_CHARS.isdisjoint(host):
         raise SipSyntaxError(f"URI {whole!r} has an invalid host {host!r}")
     port: int | None = None
     if port_text is not None:

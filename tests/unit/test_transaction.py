@@ -191,3 +191,26 @@ def test_non2xx_waits_for_ack_timer_g_h() -> None:
     assert events(layer) == []  # ACK for non-2xx is absorbed by the transaction
     layer.handle_timer(8.0 + T4)
     assert ev.transaction.terminated
+
+
+def test_invite_server_sends_100_only_if_tu_is_slow() -> None:
+    layer = TransactionLayer()
+    fast = make_request()
+    layer.receive(parse_message(fast.to_bytes()), UDP, now=0.0)
+    (ev,) = events(layer)
+    assert isinstance(ev, RequestReceived)
+    layer.respond(ev.transaction, make_response(fast.headers, 200, to_tag="t"), now=0.1)
+    sent = [d for d, _ in layer.datagrams_to_send()]
+    assert [d[:12] for d in sent] == [b"SIP/2.0 200 "]  # answered within 200 ms: no 100 (§17.2.1)
+
+    layer = TransactionLayer()
+    slow = make_request()
+    layer.receive(parse_message(slow.to_bytes()), UDP, now=1.0)
+    (ev2,) = events(layer)
+    assert isinstance(ev2, RequestReceived)
+    layer.handle_timer(1.2)
+    (trying, _), = layer.datagrams_to_send()
+    assert trying.startswith(b"SIP/2.0 100 Trying")
+    layer.receive(parse_message(slow.to_bytes()), UDP, now=1.5)  # retransmission: the 100 again
+    (again, _), = layer.datagrams_to_send()
+    assert again.startswith(b"SIP/2.0 100")
