@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import secrets
 import socket
 import time
@@ -59,9 +60,18 @@ ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REGISTER"
 SDP = "application/sdp"
 
 
+_std_log = logging.getLogger(__name__)
+
+
+def _enabled(level: int) -> bool:
+    """Whether a record at ``level`` would be emitted. The app routes structlog through
+    stdlib logging (infra.logging), so the stdlib level is the filter; asking it first
+    skips structlog's lazy proxy, which cost ~15% of a call at 500 calls/s when filtered."""
+    return not structlog.is_configured() or _std_log.isEnabledFor(level)
+
+
 class _CallLog:
-    """Logs with ``call_id`` bound. Cheaper than ``log.bind()`` per call, which costs
-    ~100 µs through structlog's lazy proxy and showed up at 500 calls/s."""
+    """Logs with ``call_id`` bound, cheaper than a ``log.bind()`` per call."""
 
     __slots__ = ("call_id",)
 
@@ -69,13 +79,16 @@ class _CallLog:
         self.call_id = call_id
 
     def debug(self, event: str, **kw: Any) -> None:
-        log.debug(event, call_id=self.call_id, **kw)
+        if _enabled(logging.DEBUG):
+            log.debug(event, call_id=self.call_id, **kw)
 
     def info(self, event: str, **kw: Any) -> None:
-        log.info(event, call_id=self.call_id, **kw)
+        if _enabled(logging.INFO):
+            log.info(event, call_id=self.call_id, **kw)
 
     def warning(self, event: str, **kw: Any) -> None:
-        log.warning(event, call_id=self.call_id, **kw)
+        if _enabled(logging.WARNING):
+            log.warning(event, call_id=self.call_id, **kw)
 
 
 class CallState(StrEnum):
@@ -135,7 +148,7 @@ class Call:
         self.ended_at: float | None = None
         self.ended_by: str | None = None  # local | remote | media_timeout | ack_timeout | shutdown
         self.on_dtmf: Callable[[str], None] | None = None
-        self._dtmf: asyncio.Queue[str] = asyncio.Queue()
+        self._dtmf_q: asyncio.Queue[str] | None = None
         self._answered = asyncio.get_running_loop().create_future()
         self._ended = asyncio.Event()
         self.log = _CallLog(call_id)
@@ -157,6 +170,12 @@ class Call:
         self._offer: SessionDescription | None = None
 
     # Awaitables -----------------------------------------------------------------------
+    @property
+    def _dtmf(self) -> asyncio.Queue[str]:
+        if self._dtmf_q is None:  # most calls never see a digit: create on demand
+            self._dtmf_q = asyncio.Queue()
+        return self._dtmf_q
+
     async def wait_answered(self) -> Outcome:
         """Wait for the outcome of the INVITE (answered or the failure)."""
         return await asyncio.shield(self._answered)
