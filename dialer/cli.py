@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from dialer.commands import demo as demo_command
 from dialer.commands import run as run_command
 from dialer.commands import simulate as simulate_commands
 from dialer.commands import sip as sip_commands
@@ -19,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command(name="run")(run_command.run)
+app.command(name="demo")(demo_command.demo)
 app.add_typer(sip_commands.app, name="sip")
 app.add_typer(simulate_commands.app, name="simulate")
 
