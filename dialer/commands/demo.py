@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from typing import Annotated
 
@@ -103,7 +104,7 @@ async def _demo(n_calls: int) -> None:
             audio = "-"
             if outcome.outcome is CallOutcome.ANSWERED and call.media is not None:
                 frames: list[np.ndarray] = []
-                tap = call.media.new_tap(lambda left, right, sink=frames: sink.append(left))
+                tap = call.media.new_tap(functools.partial(_keep_left, frames))
                 call.media.add_tap(tap)
                 await asyncio.sleep(1.2)
                 call.media.remove_tap(tap)
@@ -130,6 +131,10 @@ async def _demo(n_calls: int) -> None:
     finally:
         for ua in (pbx, agent, carrier):
             await ua.close()
+
+
+def _keep_left(sink: list[np.ndarray], left: np.ndarray, right: np.ndarray) -> None:
+    sink.append(left)
 
 
 def _dominant(pcm: np.ndarray) -> float:
