@@ -156,6 +156,8 @@ class CodeParser:
             if reason is None:
                 return InvalidCode(buf, "pause needs a reason digit 0-9 after *2, e.g. *21 for a break")
             return Pause(reason)
+        if op in "56" and not rest:
+            return None
         if op == "5":
             return self._disposition(buf, rest)
         if op == "6":

@@ -140,7 +140,7 @@ class World:
         """A customer calls ``did`` from ``number`` through the trusted trunk address."""
         ua = UserAgent(UAConfig(host=HOST, port=0, user=number, registrar=False, tcp=False, media_timeout=30.0))
         await ua.start()
-        ua.on_incoming = lambda call: asyncio.get_running_loop().create_task(call.answer())  # callbacks
+        ua.on_incoming = answer_soon  # callbacks come back to the same number
         self.callers.append(ua)
         call = await ua.call(f"sip:{did}@{HOST}:{self.port}")
         if wait_answer:
@@ -169,6 +169,10 @@ class World:
 
     def of(self, kind: type) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
+
+
+def answer_soon(call: Call) -> None:
+    asyncio.get_running_loop().create_task(call.answer())
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
