@@ -153,6 +153,10 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> AsyncE
         database = parsed.database
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # Batched imports send IN (...) lists of varying length, each a distinct statement;
+        # sqlite3's default cache of 128 prepared statements of thousands of parameters
+        # each then holds on to ~100 MB.
+        kwargs["connect_args"] = {"cached_statements": 16}
     elif backend == "postgresql":
         kwargs["pool_size"] = pool_size
         kwargs["pool_pre_ping"] = True

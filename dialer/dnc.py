@@ -1,0 +1,313 @@
+"""Do-not-call lists: global and per campaign, whole numbers and number prefixes.
+
+An entry is an E.164 number ("+8613800138000") or a prefix written with a trailing ``*``
+("+86400*" blocks every +86 400 number). A number in national form needs a region
+(``--region CN``); its trunk prefix 0 is dropped, as in E.164. Global entries apply to every
+campaign. The list is applied twice: at import (rows are suppressed and counted) and by
+the dialer just before each dial (:func:`dnc_match`), so a number added after the import
+is still never called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import phonenumbers
+from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dialer.lists.fields import parse_map_options, resolve_columns
+from dialer.lists.normalize import RowError, normalize_number
+from dialer.lists.reader import ListFileError, open_table
+from dialer.models import DncEntry
+from infra.db import utcnow
+
+__all__ = [
+    "DncHit",
+    "DncImportSummary",
+    "PrefixIndex",
+    "add_dnc",
+    "dnc_match",
+    "exact_dnc_matches",
+    "import_dnc",
+    "load_prefix_index",
+    "parse_dnc_entry",
+    "remove_dnc",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DncHit:
+    """Why a number is blocked: the entry that matched and its scope."""
+
+    number: str
+    entry: str
+    is_prefix: bool
+    campaign_id: int | None
+
+    @property
+    def describe(self) -> str:
+        scope = "global" if self.campaign_id is None else "campaign"
+        kind = f"prefix {self.entry}*" if self.is_prefix else self.entry
+        return f"on the {scope} DNC list ({kind})"
+
+
+def parse_dnc_entry(text: str, region: str | None = None) -> tuple[str, bool]:
+    """'+86 400*' -> ('+86400', True); '138 0013 8000' with CN -> ('+8613800138000', False)."""
+    raw = text.strip()
+    if raw.endswith("*"):
+        digits = "".join(ch for ch in raw[:-1] if ch.isdigit())
+        if not digits:
+            raise ValueError(f"DNC prefix {text!r}: no digits before the *; write e.g. +86400*")
+        if raw.lstrip().startswith("+"):
+            return "+" + digits, True
+        if raw.startswith("00"):
+            return "+" + digits[2:], True
+        if region is None:
+            raise ValueError(f"DNC prefix {text!r}: write it with +country code (e.g. +86400*) or pass --region")
+        code = phonenumbers.country_code_for_region(region.upper())
+        if code == 0:
+            raise ValueError(f"region {region!r} is unknown; use an ISO code such as CN or US")
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region.upper())
+        trunk = metadata.national_prefix if metadata is not None else None
+        if trunk and digits.startswith(trunk):
+            digits = digits[len(trunk) :]
+        return f"+{code}{digits}", True
+    try:
+        info = normalize_number(raw, region.upper() if region else None, what="number")
+    except RowError as exc:
+        # DNC must also accept numbers phonenumbers does not know yet: keep possible ones.
+        try:
+            parsed = phonenumbers.parse(raw, region.upper() if region else None)
+        except phonenumbers.NumberParseException:
+            raise ValueError(str(exc)) from None
+        if not phonenumbers.is_possible_number(parsed):
+            raise ValueError(str(exc)) from None
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), False
+    return info.e164, False
+
+
+async def add_dnc(
+    session: AsyncSession,
+    text: str,
+    *,
+    campaign_id: int | None = None,
+    region: str | None = None,
+    reason: str | None = None,
+    source: str | None = None,
+    now: datetime | None = None,
+) -> tuple[DncEntry, bool]:
+    """Add an entry (idempotent). Returns the entry and whether it was new."""
+    number, is_prefix = parse_dnc_entry(text, region)
+    existing = await _find(session, number, is_prefix, campaign_id)
+    if existing is not None:
+        return existing, False
+    entry = DncEntry(
+        number=number,
+        is_prefix=is_prefix,
+        campaign_id=campaign_id,
+        reason=reason,
+        source=source,
+        created_at=now or utcnow(),
+    )
+    session.add(entry)
+    await session.flush()
+    return entry, True
+
+
+async def _find(session: AsyncSession, number: str, is_prefix: bool, campaign_id: int | None) -> DncEntry | None:
+    scope = DncEntry.campaign_id.is_(None) if campaign_id is None else DncEntry.campaign_id == campaign_id
+    stmt = select(DncEntry).where(DncEntry.number == number, DncEntry.is_prefix == is_prefix, scope)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def remove_dnc(
+    session: AsyncSession, text: str, *, campaign_id: int | None = None, region: str | None = None
+) -> int:
+    """Remove the entry in exactly this scope; returns how many rows went (0 or 1)."""
+    number, is_prefix = parse_dnc_entry(text, region)
+    scope = DncEntry.campaign_id.is_(None) if campaign_id is None else DncEntry.campaign_id == campaign_id
+    result = await session.execute(
+        delete(DncEntry).where(DncEntry.number == number, DncEntry.is_prefix == is_prefix, scope)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _prefixes(number: str) -> list[str]:
+    return [number[:k] for k in range(2, len(number) + 1)]
+
+
+async def dnc_match(session: AsyncSession, number: str, campaign_id: int | None = None) -> list[DncHit]:
+    """Every entry blocking ``number`` (E.164) for ``campaign_id``: global ones and the campaign's.
+
+    Prefix entries are found with an indexed ``number IN (all prefixes of the number)``.
+    The dialer calls this just before dialling; an empty list means the number may be called.
+    """
+    scope: ColumnElement[bool] = DncEntry.campaign_id.is_(None)
+    if campaign_id is not None:
+        scope = or_(scope, DncEntry.campaign_id == campaign_id)
+    stmt = select(DncEntry.number, DncEntry.is_prefix, DncEntry.campaign_id).where(
+        scope,
+        or_(
+            (DncEntry.number == number) & DncEntry.is_prefix.is_(False),
+            DncEntry.number.in_(_prefixes(number)) & DncEntry.is_prefix.is_(True),
+        ),
+    )
+    rows = (await session.execute(stmt)).tuples()
+    return [DncHit(number, entry, bool(is_prefix), cid) for entry, is_prefix, cid in rows]
+
+
+@dataclass(frozen=True)
+class PrefixIndex:
+    """All prefix entries that apply to one campaign, held in memory for the import loop."""
+
+    prefixes: Mapping[str, int | None]  # prefix -> campaign_id (None: global)
+
+    def match(self, number: str) -> DncHit | None:
+        if not self.prefixes:
+            return None
+        for k in range(2, len(number) + 1):
+            prefix = number[:k]
+            if prefix in self.prefixes:
+                return DncHit(number, prefix, True, self.prefixes[prefix])
+        return None
+
+
+async def load_prefix_index(session: AsyncSession, campaign_id: int | None) -> PrefixIndex:
+    scope: ColumnElement[bool] = DncEntry.campaign_id.is_(None)
+    if campaign_id is not None:
+        scope = or_(scope, DncEntry.campaign_id == campaign_id)
+    rows = await session.execute(
+        select(DncEntry.number, DncEntry.campaign_id).where(scope, DncEntry.is_prefix.is_(True))
+    )
+    prefixes: dict[str, int | None] = {}
+    for number, cid in rows.tuples():
+        # A campaign entry and a global one for the same prefix: report the campaign's.
+        if number not in prefixes or cid is not None:
+            prefixes[number] = cid
+    return PrefixIndex(prefixes)
+
+
+async def exact_dnc_matches(
+    session: AsyncSession, numbers: Iterable[str], campaign_id: int | None
+) -> dict[str, int | None]:
+    """Which of ``numbers`` are exact DNC entries (number -> campaign_id, None for global)."""
+    wanted = list(dict.fromkeys(numbers))
+    if not wanted:
+        return {}
+    scope: ColumnElement[bool] = DncEntry.campaign_id.is_(None)
+    if campaign_id is not None:
+        scope = or_(scope, DncEntry.campaign_id == campaign_id)
+    found: dict[str, int | None] = {}
+    for start in range(0, len(wanted), 5000):
+        chunk = wanted[start : start + 5000]
+        rows = await session.execute(
+            select(DncEntry.number, DncEntry.campaign_id).where(
+                scope, DncEntry.is_prefix.is_(False), DncEntry.number.in_(chunk)
+            )
+        )
+        for number, cid in rows.tuples():
+            if number not in found or cid is not None:
+                found[number] = cid
+    return found
+
+
+@dataclass
+class DncImportSummary:
+    file: str
+    read: int = 0
+    added: int = 0
+    already_listed: int = 0
+    rejected: int = 0
+    errors: list[str] | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "read": self.read,
+            "added": self.added,
+            "already_listed": self.already_listed,
+            "rejected": self.rejected,
+            "errors": (self.errors or [])[:20],
+        }
+
+
+async def import_dnc(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    path: Path,
+    *,
+    campaign_id: int | None = None,
+    region: str | None = None,
+    mapping: list[str] | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> DncImportSummary:
+    """Load numbers and prefixes from a CSV/XLSX/text file (a phone column, or one per line).
+
+    One transaction: DNC files are small next to call lists, and a DNC list must never be
+    half-loaded.
+    """
+    stamp = now or utcnow()
+    summary = DncImportSummary(file=str(path), errors=[])
+    with open_table(path) as source:
+        try:
+            explicit = parse_map_options(mapping or [])
+        except ValueError as exc:
+            raise ListFileError(f"{path}: {exc}") from None
+        first = source.first_row
+        columns = resolve_columns(path, first, explicit) if not _single_star_column(first) else None
+        phone_index = columns.fields["phone"] if columns else 0
+        reason_index = None
+        if columns:
+            for index, key in columns.attributes:
+                if key.strip().lower() in {"reason", "原因", "备注", "note"}:
+                    reason_index = index
+        rows: list[tuple[int, list[str]]] = []
+        if columns is None or not columns.has_header:
+            rows.append((1, list(first)))
+        rows_iter = source.rows()
+        async with sessionmaker() as session, session.begin():
+            for line, cells in _chain(rows, rows_iter):
+                if not any(c.strip() for c in cells):
+                    continue
+                summary.read += 1
+                raw = cells[phone_index].strip() if phone_index < len(cells) else ""
+                try:
+                    if not raw:
+                        raise ValueError("number is empty")
+                    row_reason = (
+                        cells[reason_index].strip() if reason_index is not None and reason_index < len(cells) else ""
+                    )
+                    _entry, created = await add_dnc(
+                        session,
+                        raw,
+                        campaign_id=campaign_id,
+                        region=region,
+                        reason=row_reason or reason,
+                        source=path.name,
+                        now=stamp,
+                    )
+                except ValueError as exc:
+                    summary.rejected += 1
+                    assert summary.errors is not None
+                    summary.errors.append(f"line {line}: {exc}")
+                    continue
+                if created:
+                    summary.added += 1
+                else:
+                    summary.already_listed += 1
+    return summary
+
+
+def _single_star_column(first: list[str]) -> bool:
+    return len(first) == 1 and first[0].strip().endswith("*")
+
+
+def _chain(
+    head: list[tuple[int, list[str]]], tail: Iterable[tuple[int, list[str]]]
+) -> Iterable[tuple[int, list[str]]]:
+    yield from head
+    yield from tail
