@@ -138,11 +138,25 @@ class MqttSettings(_Section):
 
 
 class HttpSettings(_Section):
-    """[http]: the agents' page, the wallboard and the API."""
+    """[http]: the web console (agents' page, wallboard, manager pages) and its JSON API.
 
+    ``secret_key`` signs session cookies; without one a random key is made per process, so
+    every restart logs everybody out. Sessions end after ``session_idle_minutes`` without a
+    request and ``session_max_hours`` after login, whichever comes first. ``secure_cookies``:
+    ``auto`` marks cookies Secure when the request came over https; behind a proxy that
+    terminates TLS set ``always``.
+    """
+
+    enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    secret_key: str | None = None
+    secret_key: str | None = Field(default=None, min_length=16)
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_max_hours: int = Field(default=12, ge=1, le=24 * 31)
+    secure_cookies: Literal["auto", "always", "never"] = "auto"
+    max_upload_mb: int = Field(default=200, ge=1, le=4096)
+    # Pending wallboard updates per WebSocket client before it is dropped to a fresh snapshot.
+    wallboard_client_queue: int = Field(default=5000, ge=10, le=1_000_000)
 
 
 class RecordingsSettings(_Section):
