@@ -18,8 +18,9 @@ from acd.models import QueueLogRow
 from acd.service import AcdService, AcdServiceConfig
 from infra.bus import EventBus
 from infra.db import create_engine, create_sessionmaker, migrate
-from ivr.prompts import SHIPPED_PROMPTS_DIR, PromptLibrary
+from ivr.prompts import SHIPPED_PROMPTS_DIR, PromptLibrary, write_wav
 from telephony.aio.ua import Call, UAConfig, UserAgent
+from telephony.media.player import tone
 
 HOST = "127.0.0.1"
 PASSWORD = "s3cret-pw"
@@ -84,6 +85,7 @@ class World:
         self.bus.add_listener(self.events.append)
         self.phones: dict[str, Phone] = {}
         self.callers: list[UserAgent] = []
+        self.called_back: list[Call] = []
         self.engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}")
         self.sessionmaker = create_sessionmaker(self.engine)
         self.service: AcdService
@@ -91,10 +93,15 @@ class World:
     async def start(self) -> None:
         await migrate(self.engine)
         await self.server.start()
+        # Where callbacks land: one UA answering for every customer number.
+        self.customers = UserAgent(UAConfig(host=HOST, port=0, user="customer", registrar=False, tcp=False))
+        await self.customers.start()
+        self.customers.on_incoming = self._callback_arrives
+        self.callers.append(self.customers)
         cfg = {
             "trusted_sources": [HOST],
             "voicemail_dir": str(self.tmp_path / "voicemail"),
-            "callback_uri": "sip:{number}@" + HOST,
+            "callback_uri": f"sip:{{number}}@{HOST}:{self.customers.port}",
             "queue_log_flush_s": 0.05,
             "stats_interval_s": 0.1,
             "effective_talk_s": 0.0,
@@ -108,9 +115,21 @@ class World:
             self.server,
             self.bus,
             self.sessionmaker,
-            prompts=PromptLibrary(SHIPPED_PROMPTS_DIR),
+            prompts=PromptLibrary(self._short_prompts(), SHIPPED_PROMPTS_DIR),
         )
         await self.service.start()
+
+    def _callback_arrives(self, call: Call) -> None:
+        self.called_back.append(call)
+        asyncio.get_running_loop().create_task(call.answer())
+
+    def _short_prompts(self) -> Path:
+        """Short stand-ins for the long shipped prompts, so tests stay quick."""
+        folder = self.tmp_path / "prompts"
+        folder.mkdir(exist_ok=True)
+        for name in ("callback_confirm", "voicemail_intro", "goodbye", "closed"):
+            write_wav(folder / f"{name}.wav", tone(700, 0.3, 0.2))
+        return folder
 
     async def stop(self) -> None:
         await self.service.stop()
