@@ -207,6 +207,10 @@ def test_call_to_registered_baresip_plays_tone(procs: Processes, tmp_path: Path,
     assert call.returncode == 0 and call.outcome.get("outcome") == "answered", (
         call.describe() + "\n" + phone.log()[-3000:]
     )
+    assert any(e.get("type") == "CALL_ESTABLISHED" for e in phone.events), (
+        "baresip never had the call: serve must route sip:agent1@ to agent1's registered contact "
+        f"instead of answering it itself\n{serve.proc.stdout()[-2000:]}"
+    )
     phone.wait_closed(timeout=10)
     recordings = phone.recordings("dec")
     assert recordings, f"baresip recorded nothing in {phone.snd_dir}"
@@ -242,7 +246,10 @@ def test_pyvoip_registers_and_answers_our_call(procs: Processes) -> None:
         proc = start_dialer_call(procs, f"sip:pv@{serve.target}", "--user", "pv:secret", "--duration", "2")
         call = finish_dialer_call(proc)
         assert call.returncode == 0 and call.outcome.get("outcome") == "answered", call.describe()
-        assert phone.wait_answered(5) and phone.calls_answered == 1
+        assert phone.wait_answered(5) and phone.calls_answered == 1, (
+            "pyVoIP never answered: serve must route sip:pv@ to pv's registered contact (pyVoIP sends its "
+            f"responses to the registrar's address)\n{serve.proc.stdout()[-2000:]}"
+        )
         assert phone.wait_ended(10), "pyVoIP never saw our BYE"
         assert phone.errors == []
     finally:
