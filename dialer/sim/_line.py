@@ -56,13 +56,17 @@ class Speaker:
         return not self.call.ended
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while not self.call.ended and self.call.media is not None:
                 if self._queue:
                     clip, fut = self._queue.popleft()
                     self._in_gap = False
-                    await self.call.play(clip)
-                    self.spoken_s += len(clip) / 8000
+                    started = loop.time()
+                    try:
+                        await self.call.play(clip)
+                    finally:  # a clip cut short by a hang-up counts for the time it played
+                        self.spoken_s += min(len(clip) / 8000, loop.time() - started)
                     if not fut.done():
                         fut.set_result(None)
                 else:

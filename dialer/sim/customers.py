@@ -40,6 +40,7 @@ __all__ = [
     "CustomerDecision",
     "CustomerModel",
     "CustomerModelConfig",
+    "Override",
     "Pin",
     "evening_person",
     "flat_day",
@@ -117,9 +118,11 @@ class Pin:
     ring_s: float | None = None
     talk_s: float | None = None
     hangs_up_first: bool | None = None
+    silence_patience_s: float | None = None
 
 
-Override = Behaviour | Pin | Sequence[Behaviour | Pin]
+Override = Behaviour | Pin | str | Sequence[Behaviour | Pin | str]
+"""A pin, a behaviour (or its name), or one of those per attempt (the last one repeats)."""
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,7 @@ class CustomerModel:
             ring = pin.ring_s if pin.ring_s is not None else ring
             talk = pin.talk_s if pin.talk_s is not None else talk
             hangs_up = pin.hangs_up_first if pin.hangs_up_first is not None else hangs_up
+            patience = pin.silence_patience_s if pin.silence_patience_s is not None else patience
         return CustomerDecision(
             number=number,
             attempt=attempt,
@@ -338,12 +342,10 @@ class CustomerModel:
         spec = self.config.overrides.get(number)
         if spec is None:
             return None
-        if isinstance(spec, Behaviour):
-            return Pin(spec)
-        if isinstance(spec, Pin):
-            return spec
-        if not spec:
+        if isinstance(spec, Pin | str):
+            item: Pin | str = spec
+        elif spec:  # a sequence scripts successive attempts; the last entry repeats
+            item = spec[min(attempt, len(spec) - 1)]
+        else:
             return None
-        # A sequence scripts successive attempts; the last entry repeats.
-        item = spec[min(attempt, len(spec) - 1)]
-        return item if isinstance(item, Pin) else Pin(item)
+        return item if isinstance(item, Pin) else Pin(Behaviour(item))
