@@ -55,12 +55,15 @@ _MAX_GAP: Final = 8000
 _MAX_BURST: Final = 5
 
 # Decode/encode tables of both codecs stacked, so one fancy-index converts three legs
-# whatever codec each negotiated: decode index = code + 256 * is_alaw, encode index =
-# sample + 32768 + 65536 * is_alaw.
+# whatever codec each negotiated: decode index = code + 256 * is_alaw. The encode tables are
+# indexed by the *unclipped* mix (sample + _SPAN, rounded), their ends saturated: a listener
+# hears at most _MAX_SOURCES others, so no separate clip pass is needed.
 _DECODE2: Final = np.concatenate([ULAW_DECODE, ALAW_DECODE]).astype(np.float32)
-# Encode tables re-ordered by sample value (-32768 first) so a float mix indexes them directly.
-_BY_VALUE: Final = np.arange(-32768, 32768, dtype=np.int32).astype(np.int16).view(np.uint16)
-_ENCODE2: Final = np.concatenate([ULAW_ENCODE[_BY_VALUE], ALAW_ENCODE[_BY_VALUE]])
+_MAX_SOURCES: Final = int(max(gain_matrix(mode).sum(axis=1).max() for mode in SupervisionMode))
+_SPAN: Final = 32768 * max(_MAX_SOURCES, 1)
+_SATURATED: Final = np.clip(np.arange(-_SPAN, _SPAN + 1), -32768, 32767).astype(np.int16).view(np.uint16)
+_ENCODE_WIDE: Final = np.concatenate([ULAW_ENCODE[_SATURATED], ALAW_ENCODE[_SATURATED]])
+_WIDE_ROW: Final = 2 * _SPAN + 1
 _CODEC_ROW: Final = {"PCMU": 0, "PCMA": 1}
 _SILENCE: Final = {codec: bytes([code]) * _MAX_GAP for codec, code in SILENCE_BYTE.items()}
 _RAMP: Final = (np.arange(1, FRAME_SAMPLES + 1, dtype=np.float32) / FRAME_SAMPLES)[np.newaxis, :]
@@ -102,6 +105,7 @@ class _Party:
         "resyncs",
         "row",
         "silence",
+        "silent_frame",
         "ssrc",
         "trimmed",
         "underruns",
@@ -118,6 +122,7 @@ class _Party:
         self.codec = "PCMU"
         self.row = 0
         self.silence = _SILENCE["PCMU"]
+        self.silent_frame = self.silence[:FRAME_SAMPLES]
         # receive side: buf holds the codes from RTP timestamp read_ts on (sender's clock)
         self.ssrc: int | None = None
         self.read_ts = 0
@@ -146,6 +151,7 @@ class _Party:
         self.codec = params.codec
         self.row = _CODEC_ROW[params.codec]
         self.silence = _SILENCE[params.codec]
+        self.silent_frame = self.silence[:FRAME_SAMPLES]
 
     # -- receive ---------------------------------------------------------------------------
 
@@ -393,7 +399,9 @@ class Conference:
         if not self.active:
             return
         now = self._clock.time()
-        due = int((now - self._start) / FRAME_SECONDS + 1e-6)  # the last frame due by now
+        # The last frame due by now; at least the one this timer was armed for, since a loop
+        # may run a timer a clock tick early (asyncio rounds by its clock resolution).
+        due = max(int((now - self._start) / FRAME_SECONDS + 1e-6), self._n)
         try:
             if due - self._n >= _MAX_BURST:
                 self._skip(due - self._n - _MAX_BURST + 1)
@@ -421,15 +429,15 @@ class Conference:
             if p.leg.params is not p.params:
                 p.configure()
             frame = p.pop()
-            rows.append(frame if frame is not None else p.silence[:FRAME_SAMPLES])
+            rows.append(frame if frame is not None else p.silent_frame)
         codes = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(3, FRAME_SAMPLES)
         codec_rows = (parties[0].row, parties[1].row, parties[2].row)
         if codec_rows != self._codec_rows:
             self._codec_rows = codec_rows
             self._decode_offset = np.array([[256 * r] for r in codec_rows], dtype=np.intp)
-            # +0.5 makes the truncating cast below round to nearest (values are >= 0 by then).
-            self._encode_offset = np.array([[32768.5 + 65536 * r] for r in codec_rows], dtype=np.float32)
-        pcm = _DECODE2[codes + self._decode_offset]
+            # +0.5 makes the truncating cast below round to nearest (indices are >= 0).
+            self._encode_offset = np.array([[_SPAN + 0.5 + _WIDE_ROW * r] for r in codec_rows], dtype=np.float32)
+        pcm = _DECODE2[codes + self._decode_offset] if any(codec_rows) else _DECODE2[codes]
         gains = self._gains
         mixed = gains @ pcm
         if gains is not self._last_gains:
@@ -437,9 +445,8 @@ class Conference:
             old = self._last_gains @ pcm
             mixed = old + (mixed - old) * _RAMP
             self._last_gains = gains
-        np.clip(mixed, -32768.0, 32767.0, out=mixed)
         mixed += self._encode_offset
-        encoded = _ENCODE2[mixed.astype(np.intp)].tobytes()
+        encoded = _ENCODE_WIDE[mixed.astype(np.intp)].tobytes()
         self.frames += 1
         for i, p in enumerate(parties):
             if p.params is None:

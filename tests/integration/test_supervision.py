@@ -192,9 +192,11 @@ async def test_listen_whisper_barge_and_leave_from_the_supervisors_phone(scene: 
         "supervisor": {"customer", "agent"},
     }
 
-    # DTMF from the customer is still detected at the pbx while the conference mixes.
+    # DTMF from the customer is still detected at the pbx while the conference mixes, and
+    # still reaches the agent's phone as it did through the bridge.
     await phones["customer"].send_dtmf("5")
     assert await asyncio.wait_for(legs["customer"].dtmf().__anext__(), 5) == "5"
+    assert await asyncio.wait_for(phones["agent"].dtmf().__anext__(), 5) == "5"
 
     for key, previous, mode, expected in (
         ("2", "listen", "whisper", {"customer": {"agent"}, "agent": {"customer", "supervisor"}}),

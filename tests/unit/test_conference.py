@@ -277,6 +277,15 @@ def test_frames_keep_their_schedule_when_the_timer_fires_late() -> None:
     assert clock.deadlines[: len(sent)] == [T0 + n * FRAME_SECONDS for n in range(len(sent))]
 
 
+def test_a_timer_run_early_still_produces_its_frame() -> None:
+    rig = Rig("listen")
+    clock = rig.clock
+    for k in range(10):
+        clock.advance_to(T0 + 0.02 * k, late=-0.0005)  # the loop rounds deadlines by its resolution
+    assert len(rig.legs["agent"].sent) == 10
+    assert clock.deadlines[:11] == [T0 + n * FRAME_SECONDS for n in range(11)]
+
+
 def test_a_stalled_loop_catches_up_a_little_and_skips_the_rest() -> None:
     rig = Rig("listen")
     rig.run(0.1)
@@ -291,6 +300,18 @@ def test_a_stalled_loop_catches_up_a_little_and_skips_the_rest() -> None:
     assert burst[0].marker and [p.sequence_number for p in burst] == list(
         range(burst[0].sequence_number, burst[0].sequence_number + 5)
     )
+
+
+def test_sums_saturate_instead_of_wrapping() -> None:
+    rig = Rig("barge")
+    loud = g711.ulaw_encode(np.full(160, 30000, dtype=np.int16))
+    t = rig.t
+    for k in range(10):
+        rig.clock.advance_to(t + 0.02 * k + 0.007)
+        for who in ("customer", "supervisor"):
+            rig.legs[who].receive(build_rtp(0, k, 160 * k, 0x70 + len(who), loud), rig.clock.now)
+    audio = rig.legs["agent"].audio()
+    assert audio.max() == g711.ULAW_DECODE.max() and audio.min() >= 0  # 60000 clipped, not wrapped negative
 
 
 def test_mode_switch_fades_instead_of_clicking() -> None:
