@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import typer
 
+from dialer.commands import campaign as campaign_commands
+from dialer.commands import config as config_commands
+from dialer.commands import db as db_commands
 from dialer.commands import demo as demo_command
+from dialer.commands import dnc as dnc_commands
+from dialer.commands import leads as leads_commands
+from dialer.commands import lists as lists_commands
 from dialer.commands import run as run_command
 from dialer.commands import simulate as simulate_commands
 from dialer.commands import sip as sip_commands
@@ -23,6 +29,12 @@ app.command(name="run")(run_command.run)
 app.command(name="demo")(demo_command.demo)
 app.add_typer(sip_commands.app, name="sip")
 app.add_typer(simulate_commands.app, name="simulate")
+app.add_typer(config_commands.app, name="config")
+app.add_typer(db_commands.app, name="db")
+app.add_typer(campaign_commands.app, name="campaign")
+app.add_typer(lists_commands.app, name="lists")
+app.add_typer(dnc_commands.app, name="dnc")
+app.add_typer(leads_commands.app, name="leads")
 
 
 def main() -> None:
