@@ -90,7 +90,7 @@ def test_cli_reports_from_the_database(tmp_path: Path, monkeypatch: pytest.Monke
         await migrate(engine)
         async with create_sessionmaker(engine)() as session, session.begin():
             for r in ROWS:
-                session.add(QueueLogRow(**{k: v for k, v in vars(r).items()}))
+                session.add(QueueLogRow(**vars(r)))
         await engine.dispose()
 
     asyncio.run(seed())
