@@ -207,8 +207,14 @@ class InboundCall:
         self.connected.set()
 
     async def wait(self) -> CarrierCallRecord:
+        """The finished record (also when the carrier was closed during the call)."""
         assert self.task is not None
-        return await asyncio.shield(self.task)
+        try:
+            return await asyncio.shield(self.task)
+        except asyncio.CancelledError:
+            if self.task.cancelled():
+                return self.record
+            raise
 
 
 class SimulatedCarrier:
@@ -349,7 +355,9 @@ class SimulatedCarrier:
             if not call.ended:
                 await call.hangup()
             if rec.result is None:
-                rec.result, rec.detail = CarrierResult.FAILED, rec.detail or "carrier stopped"
+                rec.result = CarrierResult.FAILED
+            if rec.ended_by is None:  # cancelled by close() mid-call
+                rec.ended_by, rec.detail = "network", rec.detail or "carrier shut down"
             self._finish(rec)
 
     async def _refuse(self, call: Call, rec: CarrierCallRecord, status: int, result: CarrierResult, why: str) -> None:
@@ -504,6 +512,10 @@ class SimulatedCarrier:
             self._inbound.pop(call.id, None)
             if not call.ended:
                 await call.hangup()
+            if rec.result is None:
+                rec.result = CarrierResult.FAILED
+            if rec.ended_by is None:
+                rec.ended_by, rec.detail = "network", rec.detail or "carrier shut down"
             self._finish(rec)
 
     async def _queue_caller(self, h: InboundCall, speaker: Speaker) -> str:

@@ -206,6 +206,35 @@ async def test_bad_number_and_overflow(dialer: UserAgent, audio: SimAudio) -> No
         assert [r.result for r in sim.log] == [CarrierResult.NOT_FOUND, CarrierResult.ANSWERED, CarrierResult.OVERFLOW]
 
 
+async def test_network_ring_timeout_and_clean_shutdown(dialer: UserAgent, audio: SimAudio) -> None:
+    answering: set[asyncio.Task[None]] = set()
+    dialer.on_incoming = lambda call: answering.add(asyncio.get_running_loop().create_task(call.answer()))
+    sim = SimulatedCarrier(model(), audio, CarrierConfig(no_answer_timeout_s=0.5))
+    await sim.start()
+    try:
+        ringing = await dial(dialer, sim, NO_ANSWER, ring_timeout=10)
+        assert (await ringing.wait_answered()).sip_status == 480  # the network gave up before the dialer
+        talking = await dial(dialer, sim, HUMAN)
+        await talking.wait_answered()
+        queued = await sim.place_inbound(f"sip:+442071234567@127.0.0.1:{dialer.port}", "+442079460003")
+        await until(lambda: queued.record.answered_at is not None)
+    finally:
+        await sim.close()
+    await asyncio.wait_for(talking.wait_ended(), 5)
+    assert talking.ended_by == "remote"
+    inbound = await asyncio.wait_for(queued.wait(), 5)
+    assert (inbound.result, inbound.ended_by, inbound.detail) == (
+        CarrierResult.ANSWERED,
+        "network",
+        "carrier shut down",
+    )
+    assert [(r.result, r.ended_by) for r in sim.records_for(NO_ANSWER) + sim.records_for(HUMAN)] == [
+        (CarrierResult.RING_TIMEOUT, "network"),
+        (CarrierResult.ANSWERED, "network"),
+    ]
+    assert all(r.ended_at is not None for r in sim.log) and sim.active_calls == 0
+
+
 async def test_trunk_auth_and_registration_required(dialer: UserAgent, audio: SimAudio) -> None:
     cfg = CarrierConfig(trunk_user="trunk1", trunk_password="s3cret", challenge_invites=True, require_registration=True)
     async with SimulatedCarrier(model(), audio, cfg) as sim:
