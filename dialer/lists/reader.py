@@ -239,17 +239,26 @@ def _open_xlsx(path: Path) -> TableSource:
     import zipfile
 
     from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
 
+    # A file object, so a workbook saved with another extension (list.csv) still opens.
+    handle = path.open("rb")
     try:
         with warnings.catch_warnings():
             # openpyxl warns about styles and data validation it ignores; none of it matters here.
             warnings.simplefilter("ignore")
-            workbook = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+            workbook = load_workbook(handle, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
+        handle.close()
         raise ListFileError(f"{path}: not a readable .xlsx workbook ({exc}); open and re-save it in Excel") from None
+
+    def close() -> None:
+        workbook.close()
+        handle.close()
+
     sheet = workbook.active
     if sheet is None:
-        workbook.close()
+        close()
         raise ListFileError(f"{path}: the workbook has no sheet; put the list on the first sheet")
     counter = {"rows": 0}
 
@@ -267,7 +276,7 @@ def _open_xlsx(path: Path) -> TableSource:
             first = cells
             break
     if first is None:
-        workbook.close()
+        close()
         raise ListFileError(f"{path}: the first sheet is empty; put a header row and numbers on it")
     total = int(getattr(sheet, "max_row", 0) or 0)
     return TableSource(
@@ -277,5 +286,5 @@ def _open_xlsx(path: Path) -> TableSource:
         total=total,
         _rows=iterator,
         _position=lambda: counter["rows"],
-        _closer=workbook.close,
+        _closer=close,
     )
