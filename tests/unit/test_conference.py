@@ -451,3 +451,23 @@ def test_reordered_packets_land_at_their_place() -> None:
     first = frames.index(agent.codes[:160])
     assert frames[first : first + 12] == [agent.codes[160 * k : 160 * k + 160] for k in range(12)]
     assert rig.conf.stats()["agent_late"] == 0
+
+
+def test_a_reinvite_that_changes_codec_or_holds_is_followed() -> None:
+    rig = Rig("listen")
+    rig.run(0.2)
+    supervisor = rig.legs["supervisor"]
+    # The supervisor's phone re-negotiates to PCMA: its stream continues, now A-law.
+    supervisor.params = MediaParams("192.0.2.1", 4000, 8, "PCMA", 101)
+    supervisor.codec = "PCMA"
+    mark = rig.mark()
+    rig.run(1.0, talkers=["customer", "agent"])
+    after = supervisor.sent[mark["supervisor"] :]
+    assert {p.payload_type for p in after} == {8}
+    assert after[0].sequence_number == (supervisor.sent[mark["supervisor"] - 1].sequence_number + 1) & 0xFFFF
+    assert heard(supervisor.audio(mark["supervisor"] + 3)) == {"customer", "agent"}
+    # A leg without negotiated media (e.g. mid re-INVITE) is skipped, the others go on.
+    supervisor.params = None
+    mark = rig.mark()
+    rig.run(0.2, talkers=["customer", "agent"])
+    assert len(supervisor.sent) == mark["supervisor"] and len(rig.legs["agent"].sent) == mark["agent"] + 10
