@@ -159,6 +159,9 @@ class CarrierConfig:
     #: a customer who lets the dialer hang up stays at most this long after their talk time
     linger_max_s: float = 60.0
     record_dir: Path | None = None
+    #: where place_inbound sends calls given as a bare number (``sip:127.0.0.1:5060``); when
+    #: unset, the trunk's registered contact is used
+    deliver_to: str | None = None
     media_ports: tuple[int, int] = (40000, 50000)
     media_timeout: float = 30.0
 
@@ -459,11 +462,14 @@ class SimulatedCarrier:
     ) -> InboundCall:
         """A customer calls ``did_uri`` presenting ``from_number``; returns once the INVITE is sent.
 
-        ``await handle.wait()`` gives the finished :class:`CarrierCallRecord`.
+        ``did_uri`` is a SIP URI, or a bare number delivered to ``config.deliver_to`` or to
+        the trunk's registered contact, as a carrier delivers a DID call. ``await
+        handle.wait()`` gives the finished :class:`CarrierCallRecord`.
         """
         number = normalize_number(from_number)
         if number is None:
             raise ValueError(f"caller id {from_number!r} is not an E.164 number; write it as +<country><number>")
+        did_uri = self._inbound_target(did_uri)
         b = behaviour or InboundBehaviour()
         user, password = self.config.trunk_user, self.config.trunk_password
         auth = (user, password) if user is not None and password is not None else None
@@ -474,6 +480,26 @@ class SimulatedCarrier:
         self._inbound[call.id] = handle
         handle.task = self._spawn(self._inbound_call(handle))
         return handle
+
+    def _inbound_target(self, did: str) -> str:
+        if did.startswith(("sip:", "sips:")):
+            return did
+        number = normalize_number(did)
+        if number is None:
+            raise ValueError(f"DID {did!r} is neither a sip: URI nor an E.164 number")
+        if self.config.deliver_to is not None:
+            target = SipURI.parse(self.config.deliver_to)
+            return f"sip:{number}@{_hostport(target.host, target.port or 5060)}"
+        trunk = self.config.trunk_user
+        if trunk is not None and self.ua.registrar is not None:
+            bindings = self.ua.registrar.lookup(f"sip:{trunk}@{self.config.realm}", time.time())
+            if bindings:
+                host, port = bindings[0].source  # where the REGISTER came from (§10.3, NAT-safe)
+                return f"sip:{number}@{_hostport(host, port)}"
+        raise ValueError(
+            f"cannot deliver DID {number}: pass a sip: URI, set CarrierConfig.deliver_to, "
+            "or let the dialer register the trunk first"
+        )
 
     def mark_connected(self, call_id: str) -> bool:
         """An agent was connected to inbound call ``call_id``; False if no such call is waiting."""
@@ -587,6 +613,10 @@ def _request_uri(call: Call) -> SipURI:
         return tx.request.uri
     assert call.headers is not None
     return Address.parse(call.headers.get("to") or "").uri
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _caller_id(call: Call) -> str | None:

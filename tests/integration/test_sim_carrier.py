@@ -17,7 +17,7 @@ import pytest
 
 from dialer.amd import AmdVerdict, classify, detect_beep
 from dialer.sim.agents import AgentBehaviour, AgentLoginError, AgentMode, AgentSimState, SimulatedAgent
-from dialer.sim.audio import SimAudio, Voice
+from dialer.sim.audio import SimAudio, SimAudioError, Voice
 from dialer.sim.carrier import CarrierConfig, CarrierResult, InboundBehaviour, SimulatedCarrier
 from dialer.sim.customers import Behaviour, CustomerModel, CustomerModelConfig, Override, Pin
 from telephony.aio.ua import Call, UAConfig, UserAgent
@@ -248,8 +248,16 @@ async def test_trunk_auth_and_registration_required(dialer: UserAgent, audio: Si
         assert ok is not None and ok.status == 200
         registered = await dial(dialer, sim, BUSY, auth=("trunk1", "s3cret"))
         assert (await registered.wait_answered()).sip_status == 486
-        await until(lambda: len(sim.log) == 2 and all(r.ended_at for r in sim.log))
-        assert [r.result for r in sim.log] == [CarrierResult.FORBIDDEN, CarrierResult.BUSY]
+        # A DID call given as a bare number goes to the registered trunk, like a carrier's.
+        got: list[Call] = []
+        dialer.on_incoming = got.append
+        await sim.place_inbound("+442071234567", "+442079460004", InboundBehaviour(patience_s=0.5))
+        await until(lambda: bool(got))
+        assert got[0].headers is not None and "+442071234567@" in (got[0].headers.get("to") or "")
+        await got[0].reject(486)
+        await until(lambda: len(sim.log) == 3 and all(r.ended_at for r in sim.log))
+        assert [r.result for r in sim.log] == [CarrierResult.FORBIDDEN, CarrierResult.BUSY, CarrierResult.FAILED]
+        assert sim.log[2].sip_status == 486
 
 
 async def test_inbound_customer_presses_ivr_digit_waits_and_talks(dialer: UserAgent, carrier: SimulatedCarrier) -> None:
@@ -287,6 +295,12 @@ async def test_inbound_customer_abandons_after_patience(dialer: UserAgent, carri
     record = await asyncio.wait_for(handle.wait(), 10)
     assert (record.result, record.ended_by, record.connected_at) == (CarrierResult.ABANDONED, "customer", None)
     assert 0.7 < record.talk_s < 2.5
+
+
+async def test_missing_espeak_names_the_debian_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(SimAudioError, match="apt-get install espeak-ng sox"):
+        SimAudio(tmp_path / "cache").customer_voices()
 
 
 # -- agents -------------------------------------------------------------------------------------
