@@ -544,7 +544,7 @@ def upload_summary_out(summary: ImportSummary, token: str) -> ImportSummaryOut:
     return ImportSummaryOut(
         file=Path(summary.file).name,
         campaign=summary.campaign,
-        list_name=str(summary.as_dict()["list"]),
+        list_name=summary.list_name,
         read=summary.read,
         imported=summary.imported,
         merged=summary.merged,

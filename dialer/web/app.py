@@ -184,7 +184,7 @@ def create_app(
 async def _load_agent_names(ctx: WebContext) -> None:
     async with ctx.sessionmaker() as session:
         rows = await session.execute(select(User.agent_id, User.username).where(User.agent_id.is_not(None)))
-        ctx.live.set_agent_names({a: u for a, u in rows.tuples() if a is not None})
+        ctx.live.set_agent_names({a: u for a, u in rows.all() if a is not None})
 
 
 async def _ws_session(ctx: WebContext, websocket: WebSocket, role: Role) -> WebSession | None:

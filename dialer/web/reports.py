@@ -117,7 +117,7 @@ async def effective_by_agent(
             )
             .group_by(CallAttempt.agent_id)
         )
-        for agent_id, attempts, contacts, effective, talk in rows.tuples():
+        for agent_id, attempts, contacts, effective, talk in rows:
             t = totals.setdefault(agent_id, {"attempts": 0, "contacts": 0, "effective": 0, "talk": 0.0, "target": 0})
             t["attempts"] += attempts
             t["contacts"] += int(contacts or 0)
@@ -161,7 +161,7 @@ async def abandon_by_day(
     )
     stmt = await _filter_campaign(session, stmt, campaign)
     per_day: dict[date, list[int]] = defaultdict(lambda: [0, 0])
-    for key, answered, abandoned in (await session.execute(stmt)).tuples():
+    for key, answered, abandoned in (await session.execute(stmt)).all():
         d = _local(key, zone).date()
         per_day[d][0] += answered
         per_day[d][1] += int(abandoned or 0)
@@ -194,7 +194,7 @@ async def contact_rate_by_hour(
     )
     stmt = await _filter_campaign(session, stmt, campaign)
     per_hour: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for key, attempts, contacts in (await session.execute(stmt)).tuples():
+    for key, attempts, contacts in (await session.execute(stmt)).all():
         h = _local(key, zone).hour
         per_hour[h][0] += attempts
         per_hour[h][1] += int(contacts or 0)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -45,7 +46,7 @@ class Console:
     sessionmaker: async_sessionmaker[AsyncSession]
     engine: AsyncEngine
     settings: Settings
-    clock: FakeClock
+    clock: Any  # FakeClock, or time.time for the browser tests
     data_dir: Path
 
     def client(self) -> httpx.AsyncClient:
@@ -71,7 +72,8 @@ async def login(client: httpx.AsyncClient, username: str, password: str = PASSWO
     return token
 
 
-async def build_console(tmp_path: Path, clock: FakeClock | None = None, **http: object) -> Console:
+async def build_console(tmp_path: Path, clock: Callable[[], float] | None = None, **http: object) -> Console:
+    """A console on a fresh database; ``clock`` defaults to a :class:`FakeClock`."""
     clock = clock or FakeClock()
     data_dir = tmp_path / "data"
     settings = load_settings(
