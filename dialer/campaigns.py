@@ -487,7 +487,7 @@ async def lead_counts(session: AsyncSession, campaign_id: int) -> dict[str, int]
     rows = await session.execute(
         select(Lead.status, func.count()).where(Lead.campaign_id == campaign_id).group_by(Lead.status)
     )
-    return {str(status): int(count) for status, count in rows.tuples()}
+    return {str(status): int(count) for status, count in rows}
 
 
 def describe(settings: CampaignSettings) -> Sequence[tuple[str, str]]:

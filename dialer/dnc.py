@@ -156,7 +156,7 @@ async def dnc_match(session: AsyncSession, number: str, campaign_id: int | None 
             DncEntry.number.in_(_prefixes(number)) & DncEntry.is_prefix.is_(True),
         ),
     )
-    rows = (await session.execute(stmt)).tuples()
+    rows = (await session.execute(stmt))
     return [DncHit(number, entry, bool(is_prefix), cid) for entry, is_prefix, cid in rows]
 
 
@@ -184,7 +184,7 @@ async def load_prefix_index(session: AsyncSession, campaign_id: int | None) -> P
         select(DncEntry.number, DncEntry.campaign_id).where(scope, DncEntry.is_prefix.is_(True))
     )
     prefixes: dict[str, int | None] = {}
-    for number, cid in rows.tuples():
+    for number, cid in rows:
         # A campaign entry and a global one for the same prefix: report the campaign's.
         if number not in prefixes or cid is not None:
             prefixes[number] = cid
@@ -209,7 +209,7 @@ async def exact_dnc_matches(
                 scope, DncEntry.is_prefix.is_(False), DncEntry.number.in_(chunk)
             )
         )
-        for number, cid in rows.tuples():
+        for number, cid in rows:
             if number not in found or cid is not None:
                 found[number] = cid
     return found

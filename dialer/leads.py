@@ -210,7 +210,7 @@ async def export_leads(
         writer = csv.writer(f)
         writer.writerow([*CONTACT_COLUMNS, *attribute_keys, *LEAD_COLUMNS])
         result = await session.stream(stmt)
-        async for lead, contact, list_name in result.tuples():
+        async for lead, contact, list_name in result:
             alts = [*contact.alt_phones, "", "", ""][:3]
             attributes: dict[str, Any] = contact.attributes or {}
             writer.writerow(

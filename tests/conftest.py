@@ -101,7 +101,7 @@ def postgres_server() -> Iterator[PostgresServer]:
             with contextlib.suppress(subprocess.SubprocessError, OSError):
                 subprocess.run(
                     [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                    capture_output=True, timeout=60,
+                    check=False, capture_output=True, timeout=60,
                 )  # fmt: skip
         shutil.rmtree(workdir, ignore_errors=True)
 

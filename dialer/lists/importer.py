@@ -588,7 +588,7 @@ class _BatchWriter:
             select(c.id, c.phone, *(c[k] for k in _CONTACT_FIELDS)).where(c.phone.in_(phones))
         )
         out: dict[str, tuple[int, ContactRecord]] = {}
-        for row in result.tuples():
+        for row in result:
             cid, phone, alt, name, zones, country, region, segment, vip, external_id, attributes = row
             out[phone] = (
                 cid,

@@ -42,7 +42,8 @@ def test_utf8_bom_semicolon_file() -> None:
 @pytest.mark.parametrize("delimiter", ["\t", "|", ";", ","])
 def test_delimiters_are_sniffed(tmp_path: Path, delimiter: str) -> None:
     path = tmp_path / "list.csv"
-    path.write_text(delimiter.join(["phone", "name", "note"]) + "\n" + delimiter.join(["+8613800138000", "A", "x, y"]) + "\n")
+    lines = [delimiter.join(["phone", "name", "note"]), delimiter.join(["+8613800138000", "A", "x, y"])]
+    path.write_text("\n".join(lines) + "\n")
     _first, rows, _enc, found = read_all(path)
     assert found == delimiter
     assert rows[0][0] == "+8613800138000"
@@ -110,7 +111,8 @@ def test_xlsx_is_read_streaming(tmp_path: Path) -> None:
 def test_ambiguous_phone_columns_ask_for_map(tmp_path: Path) -> None:
     with pytest.raises(ListFileError, match="--map 手机=phone --map 电话=phone2"):
         resolve_columns(tmp_path / "x.csv", ["手机", "电话", "姓名"], {})
-    mapping = resolve_columns(tmp_path / "x.csv", ["手机", "电话", "姓名"], parse_map_options(["手机=phone", "电话=phone2"]))
+    explicit = parse_map_options(["手机=phone", "电话=phone2"])
+    mapping = resolve_columns(tmp_path / "x.csv", ["手机", "电话", "姓名"], explicit)
     assert mapping.fields == {"phone": 0, "phone2": 1, "name": 2}
 
 

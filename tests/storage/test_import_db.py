@@ -1,0 +1,263 @@
+"""List import into a real database, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from dialer.campaigns import CampaignSettings, create_campaign, set_campaign_status
+from dialer.dnc import add_dnc, import_dnc
+from dialer.leads import claim_leads
+from dialer.lists import ListFileError, import_list
+from dialer.models import CallList, CampaignStatus, Contact, Lead, LeadStatus, ListStatus
+from tests.storage.conftest import Db
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+
+
+async def make_campaign(db: Db, name: str = "sales", **settings: Any) -> int:
+    async with db.sessionmaker() as s, s.begin():
+        campaign = await create_campaign(s, name, CampaignSettings(region="CN", **settings), now=NOW)
+        return campaign.id
+
+
+async def snapshot(db: Db) -> dict[str, Any]:
+    """Everything an import may touch, to compare before and after."""
+    async with db.sessionmaker() as s:
+        contacts = (await s.execute(select(Contact.phone, Contact.name, Contact.alt_phones, Contact.attributes))).all()
+        leads = (await s.execute(select(Lead.campaign_id, Lead.contact_id, Lead.status, Lead.list_id))).all()
+        lists = (await s.execute(select(CallList.name, CallList.status))).all()
+    return {"contacts": sorted(map(tuple, contacts), key=str), "leads": sorted(leads), "lists": sorted(lists)}
+
+
+def rejects_of(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+async def test_mixed_good_and_bad_rows(db: Db, tmp_path: Path) -> None:
+    await make_campaign(db)
+    rejects = tmp_path / "rejects.csv"
+    summary = await import_list(
+        db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", rejects_path=rejects, now=NOW
+    )
+    # 8 data rows (the all-empty row carries nothing and is not a row).
+    assert summary.read == 8
+    assert (summary.imported, summary.merged, summary.rejected, summary.dnc_suppressed) == (3, 1, 4, 0)
+    assert summary.consistent
+    reasons = {r["name"]: r["reason"] for r in rejects_of(rejects)}
+    assert set(reasons) == {"Bob", "Dave", "Eve", "Frank"}
+    assert "12345" in reasons["Bob"] and "not a valid number" in reasons["Bob"]
+    assert "Mars/Olympus" in reasons["Eve"]
+    assert "vip" in reasons["Frank"]
+    assert rejects_of(rejects)[0]["notes"] in {"too short", "", "bad zone", "bad vip"}  # original row kept
+    async with db.sessionmaker() as s:
+        alice = (await s.execute(select(Contact).where(Contact.phone == "+442079460958"))).scalar_one()
+        carol = (await s.execute(select(Contact).where(Contact.phone == "+12125550123"))).scalar_one()
+        grace = (await s.execute(select(Contact).where(Contact.phone == "+81332249999"))).scalar_one()
+    assert alice.name == "Alice" and alice.vip and alice.attributes == {"notes": "good"}
+    assert alice.timezones == ["Europe/London"] and alice.country == "GB"
+    assert carol.alt_phones == ["+14155550199"] and carol.segment == "B"
+    assert grace.timezones == ["Etc/GMT-9"]
+    assert alice.created_at == NOW
+
+
+async def test_gb18030_and_bom_files_with_chinese_headers(db: Db, tmp_path: Path) -> None:
+    await make_campaign(db)
+    one = await import_list(db.sessionmaker, DATA / "gb18030_chinese.csv", campaign="sales", now=NOW)
+    two = await import_list(db.sessionmaker, DATA / "utf8_bom_semicolon.csv", campaign="sales", now=NOW)
+    assert (one.imported, one.encoding) == (3, "gb18030")
+    assert (two.imported, two.encoding, two.delimiter) == (2, "utf-8-sig", ";")
+    async with db.sessionmaker() as s:
+        zhang = (await s.execute(select(Contact).where(Contact.phone == "+8613800138001"))).scalar_one()
+        liu = (await s.execute(select(Contact).where(Contact.phone == "+8613800138011"))).scalar_one()
+    assert zhang.name == "张伟" and zhang.region == "北京"
+    assert zhang.attributes == {"备注": "老客户，喜欢下午联系"}
+    assert zhang.timezones == ["Asia/Shanghai"]
+    assert liu.vip and liu.external_id == "C-1"
+
+
+async def test_duplicates_merge_within_file_and_against_campaign(db: Db, tmp_path: Path) -> None:
+    await make_campaign(db)
+    first = tmp_path / "first.csv"
+    first.write_text("电话,姓名,备注\n13800138000,张三,\n138-0013-8000,,第二行\n+86 13800138000,张三丰,\n", encoding="utf-8")
+    summary = await import_list(db.sessionmaker, first, campaign="sales", now=NOW, batch_size=2)
+    assert (summary.read, summary.imported, summary.merged) == (3, 1, 2)
+    second = tmp_path / "second.csv"
+    second.write_text("phone,phone2,segment\n13800138000,13900139000,gold\n", encoding="utf-8")
+    summary2 = await import_list(db.sessionmaker, second, campaign="sales", now=NOW)
+    assert (summary2.imported, summary2.merged) == (0, 1)
+    async with db.sessionmaker() as s:
+        contacts = (await s.execute(select(Contact))).scalars().all()
+        leads = (await s.execute(select(func.count()).select_from(Lead))).scalar_one()
+    assert leads == 1
+    [c] = contacts
+    assert c.name == "张三"  # first known value wins
+    assert c.attributes == {"备注": "第二行"}
+    assert c.alt_phones == ["+8613900139000"] and c.segment == "gold"
+
+
+async def test_reimport_is_idempotent(db: Db, tmp_path: Path) -> None:
+    await make_campaign(db)
+    first = await import_list(db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", now=NOW)
+    before = await snapshot(db)
+    again = await import_list(db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", now=NOW)
+    assert await snapshot(db) == before
+    assert again.imported == 0
+    assert again.merged == first.imported + first.merged
+    assert again.rejected == first.rejected
+    assert again.contacts_updated == 0
+
+
+async def test_dnc_rows_are_suppressed_global_campaign_and_prefix(db: Db, tmp_path: Path) -> None:
+    sales = await make_campaign(db)
+    await make_campaign(db, "other")
+    async with db.sessionmaker() as s, s.begin():
+        await add_dnc(s, "+8613800138000")  # global number
+        await add_dnc(s, "+86139*")  # global prefix
+        await add_dnc(s, "15000150000", campaign_id=sales, region="CN")  # this campaign only
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "phone,phone2\n13800138000,\n13900139000,\n15000150000,\n18600186000,13900139111\n", encoding="utf-8"
+    )
+    rejects = tmp_path / "rej.csv"
+    summary = await import_list(db.sessionmaker, path, campaign="sales", rejects_path=rejects, now=NOW)
+    assert (summary.read, summary.imported, summary.dnc_suppressed) == (4, 1, 3)
+    assert summary.alt_numbers_dnc_removed == 1
+    reasons = [r["reason"] for r in rejects_of(rejects)]
+    assert any("global DNC" in r and "+86139*" in r for r in reasons)
+    assert any("campaign DNC" in r and "+8615000150000" in r for r in reasons)
+    other = await import_list(db.sessionmaker, path, campaign="other", now=NOW, rejects_path=rejects)
+    assert (other.imported, other.dnc_suppressed) == (2, 2)  # the campaign entry does not apply here
+
+
+async def test_xlsx_import(db: Db, tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    await make_campaign(db)
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.append(["客户姓名", "手机号码", "分组", "备注"])
+    for i in range(25):
+        ws.append([f"客户{i}", 13800138000 + i, "A", f"备注{i}"])
+    ws.append(["坏号码", 123, "A", ""])
+    path = tmp_path / "名单.xlsx"
+    wb.save(path)
+    summary = await import_list(db.sessionmaker, path, campaign="sales", now=NOW)
+    assert (summary.read, summary.imported, summary.rejected) == (26, 25, 1)
+    assert summary.list_name == "名单"
+    async with db.sessionmaker() as s:
+        c = (await s.execute(select(Contact).where(Contact.phone == "+8613800138005"))).scalar_one()
+    assert (c.name, c.segment, c.attributes) == ("客户5", "A", {"备注": "备注5"})
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01\x02binary\xff" * 50, "姓名,备注\n张三,x\n".encode()])
+async def test_unreadable_file_leaves_database_unchanged(db: Db, tmp_path: Path, content: bytes) -> None:
+    await make_campaign(db)
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    before = await snapshot(db)
+    with pytest.raises(ListFileError) as err:
+        await import_list(db.sessionmaker, path, campaign="sales", now=NOW)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert await snapshot(db) == before
+    assert not (tmp_path / "bad.csv.rejects.csv").exists()
+
+
+def big_list(path: Path, rows: int) -> Path:
+    with path.open("w", encoding="utf-8") as f:
+        f.write("phone,name\n")
+        for i in range(rows):
+            f.write(f"1380013{i:04d},n{i}\n")
+    return path
+
+
+async def test_interrupted_import_leaves_no_half_visible_list(db: Db, tmp_path: Path) -> None:
+    campaign_id = await make_campaign(db)
+    async with db.sessionmaker() as s, s.begin():
+        await set_campaign_status(s, "sales", CampaignStatus.ACTIVE)
+    path = big_list(tmp_path / "big.csv", 1000)
+    seen: list[int] = []
+
+    def explode(read: int, _pos: int, _total: int) -> None:
+        seen.append(read)
+        if read >= 400:
+            raise KeyboardInterrupt  # Ctrl-C in the middle
+
+    before = await snapshot(db)
+    with pytest.raises(KeyboardInterrupt):
+        await import_list(db.sessionmaker, path, campaign="sales", batch_size=100, progress=explode, now=NOW)
+    assert seen[-1] == 400  # four batches had been committed when it stopped
+    assert await snapshot(db) == before
+    async with db.sessionmaker() as s:
+        assert await claim_leads(s, campaign_id, NOW, 10_000) == []
+
+    # The same import, complete, works afterwards and counts exactly.
+    summary = await import_list(db.sessionmaker, path, campaign="sales", batch_size=100, now=NOW)
+    assert (summary.read, summary.imported) == (1000, 1000)
+
+
+async def test_killed_import_is_invisible_and_discarded_next_time(db: Db, tmp_path: Path) -> None:
+    """A process killed outright cannot clean up: its pending leads must never be dialled."""
+    campaign_id = await make_campaign(db)
+    async with db.sessionmaker() as s, s.begin():
+        await set_campaign_status(s, "sales", CampaignStatus.ACTIVE)
+    path = big_list(tmp_path / "big.csv", 300)
+
+    import dialer.lists.importer as importer
+
+    async def no_cleanup(*_args: Any) -> None:  # as if SIGKILLed: nothing runs after the crash
+        return None
+
+    original = importer._abandon
+    importer._abandon = no_cleanup  # type: ignore[assignment]
+    try:
+
+        def crash(read: int, _pos: int, _total: int) -> None:
+            if read >= 200:
+                raise RuntimeError("power cut")
+
+        with pytest.raises(RuntimeError):
+            await import_list(db.sessionmaker, path, campaign="sales", batch_size=100, progress=crash, now=NOW)
+    finally:
+        importer._abandon = original  # type: ignore[assignment]
+    async with db.sessionmaker() as s:
+        statuses = dict((await s.execute(select(Lead.status, func.count()).group_by(Lead.status))).all())
+        the_list = (await s.execute(select(CallList))).scalar_one()
+        assert statuses == {LeadStatus.PENDING: 200}
+        assert the_list.status == ListStatus.IMPORTING
+        assert await claim_leads(s, campaign_id, NOW, 10_000) == []
+    summary = await import_list(db.sessionmaker, path, campaign="sales", batch_size=100, now=NOW)
+    assert (summary.imported, summary.merged) == (300, 0)
+    async with db.sessionmaker() as s:
+        statuses = dict((await s.execute(select(Lead.status, func.count()).group_by(Lead.status))).all())
+        assert statuses == {LeadStatus.READY: 300}
+        assert len(await claim_leads(s, campaign_id, NOW, 10_000)) == 300
+
+
+async def test_dry_run_counts_exactly_and_writes_nothing(db: Db, tmp_path: Path) -> None:
+    await make_campaign(db)
+    before = await snapshot(db)
+    summary = await import_list(db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", dry_run=True, now=NOW)
+    assert (summary.imported, summary.merged, summary.rejected) == (3, 1, 4)
+    assert await snapshot(db) == before
+
+
+async def test_dnc_import_file(db: Db, tmp_path: Path) -> None:
+    sales = await make_campaign(db)
+    summary = await import_dnc(db.sessionmaker, DATA / "dnc_numbers.txt", region="CN")
+    assert (summary.read, summary.added, summary.rejected) == (3, 3, 0)
+    again = await import_dnc(db.sessionmaker, DATA / "dnc_numbers.txt", region="CN")
+    assert (again.added, again.already_listed) == (0, 3)
+    path = tmp_path / "list.csv"
+    path.write_text("phone\n13800138001\n4008123123\n13900139002\n13700137000\n", encoding="utf-8")
+    result = await import_list(db.sessionmaker, path, campaign="sales", now=NOW)
+    assert (result.imported, result.dnc_suppressed) == (1, 3)
+    assert sales > 0
