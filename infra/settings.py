@@ -39,6 +39,7 @@ __all__ = [
     "HttpSettings",
     "LoggingSettings",
     "MqttSettings",
+    "RecordingPolicySettings",
     "RecordingsSettings",
     "Settings",
     "SipSettings",
@@ -159,11 +160,36 @@ class HttpSettings(_Section):
     wallboard_client_queue: int = Field(default=5000, ge=10, le=1_000_000)
 
 
+class RecordingPolicySettings(_Section):
+    """A recording policy: record all calls, none, on the agent's demand, or a sample."""
+
+    policy: Literal["all", "none", "on_demand", "sample"] = "all"
+    sample_percent: float = Field(default=10.0, ge=0.0, le=100.0)
+
+
 class RecordingsSettings(_Section):
-    """[recordings]: where WAV files go (relative paths are under site.data_dir)."""
+    """[recordings]: where WAV files go (relative paths are under site.data_dir), for how long,
+    the policy of calls that no campaign decides (inbound queues), and the QA scoring forms.
+
+    ``tap_flush_seconds`` + the tap's 0.2 s jitter delay + ``writer_flush_seconds`` bound how much
+    audio a crash can lose; keep the sum under 1 s. ``retention_days = 0`` keeps recordings for
+    ever. ``qa_forms.<campaign>`` tables (``default`` for the rest) are validated by
+    ``recordings.qa.QaForm``.
+    """
 
     dir: Path = Path("recordings")
     retention_days: int = Field(default=90, ge=0)
+    retention_check_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    tap_flush_seconds: float = Field(default=0.5, gt=0.0, le=1.0)
+    writer_flush_seconds: float = Field(default=0.25, ge=0.05, le=1.0)
+    fsync: bool = False
+    default_policy: RecordingPolicySettings = Field(default_factory=RecordingPolicySettings)
+    queues: dict[str, RecordingPolicySettings] = Field(default_factory=dict)
+    qa_forms: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def root(self, data_dir: Path) -> Path:
+        """The recordings directory: ``dir`` itself when absolute, else under ``data_dir``."""
+        return self.dir if self.dir.is_absolute() else data_dir / self.dir
 
 
 class AcdSettings(_Section):
