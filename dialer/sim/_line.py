@@ -129,6 +129,18 @@ class Ear:
             self._beeps = BeepDetector(self._tone_config)  # ready for the next tone
             self._on_tone(hz)
 
+    async def turn(self, gap_s: float = 0.5, max_wait_s: float = 6.0) -> None:
+        """Wait for the other side to pause (``gap_s`` of quiet), but not longer than ``max_wait_s``:
+        people take turns, and interrupt someone who goes on too long."""
+        loop = self._loop
+        deadline = loop.time() + max_wait_s
+        while (quiet := self.silent_for()) < gap_s:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            # Sleep exactly until the pause would be long enough; sound meanwhile resets it.
+            await asyncio.sleep(min(gap_s - quiet, remaining))
+
     def silent_for(self) -> float:
         """Seconds since the last sound (or since listening started)."""
         since = self.last_sound_at if self.last_sound_at is not None else self.started_at

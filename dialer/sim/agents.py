@@ -271,7 +271,8 @@ class SimulatedAgent:
 
     async def _nailed_conversation(self, conv: AgentConversation, call: Call, speaker: Speaker) -> None:
         b = self.behaviour
-        talk = asyncio.get_running_loop().create_task(self._talk(speaker))
+        assert self._ear is not None
+        talk = asyncio.get_running_loop().create_task(self._talk(speaker, self._ear))
         gone = asyncio.get_running_loop().create_task(self._customer_gone.wait())
         try:
             done, _ = await asyncio.wait({talk, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -323,7 +324,7 @@ class SimulatedAgent:
             self.conversations.append(conv)
             speaker = Speaker(call)
             speaker.start()
-            talk = asyncio.get_running_loop().create_task(self._talk(speaker))
+            talk = asyncio.get_running_loop().create_task(self._talk(speaker, Ear(call)))
             ended = asyncio.get_running_loop().create_task(call.wait_ended())
             try:
                 await asyncio.wait({talk, ended}, return_when=asyncio.FIRST_COMPLETED)
@@ -350,7 +351,7 @@ class SimulatedAgent:
                 self.state = AgentSimState.IDLE
 
     # -- shared -----------------------------------------------------------------------------
-    async def _talk(self, speaker: Speaker) -> None:
+    async def _talk(self, speaker: Speaker, ear: Ear) -> None:
         """The agent's side of a conversation: greeting or purpose statement, lines, closing."""
         assert self._voice is not None
         b, voice, rng = self.behaviour, self._voice, self.rng
@@ -364,6 +365,7 @@ class SimulatedAgent:
             await asyncio.sleep(min(rng.uniform(*b.listen_s), max(0.05, deadline - loop.time())))
             if loop.time() >= deadline:
                 break
+            await ear.turn()
             await speaker.say(lines[i % len(lines)])
             i += 1
         await speaker.say(voice.closing)

@@ -448,7 +448,8 @@ class SimulatedCarrier:
                 said_again = True
                 greeted = loop.time()
         while True:
-            await asyncio.sleep(rng.uniform(1.5, 4.0))  # listening to the agent
+            await asyncio.sleep(rng.uniform(1.0, 3.0))  # listening to the agent
+            await ear.turn()
             await speaker.say(rng.choice(voice.talk))
 
     async def _machine(self, speaker: Speaker, rng: random.Random) -> str:
@@ -526,7 +527,7 @@ class SimulatedCarrier:
             speaker, ear = Speaker(call), Ear(call)
             speaker.start()
             try:
-                rec.ended_by, rec.detail = await _converse(call, self._queue_caller(h, speaker), None)
+                rec.ended_by, rec.detail = await _converse(call, self._queue_caller(h, speaker, ear), None)
             finally:
                 await speaker.stop()
                 rec.heard_s, rec.spoken_s = ear.heard_s, speaker.spoken_s
@@ -544,7 +545,7 @@ class SimulatedCarrier:
                 rec.ended_by, rec.detail = "network", rec.detail or "carrier shut down"
             self._finish(rec)
 
-    async def _queue_caller(self, h: InboundCall, speaker: Speaker) -> str:
+    async def _queue_caller(self, h: InboundCall, speaker: Speaker, ear: Ear) -> str:
         b, rec = h.behaviour, h.record
         rng = random.Random(b.seed)
         voice = rng.choice(self.audio.customer_voices())
@@ -563,9 +564,10 @@ class SimulatedCarrier:
         deadline = loop.time() + b.talk_s
         await speaker.say(rng.choice(voice.greetings))
         while not b.hangs_up_first or loop.time() < deadline:
-            await asyncio.sleep(min(rng.uniform(1.5, 4.0), max(0.1, deadline - loop.time())))
+            await asyncio.sleep(min(rng.uniform(1.0, 3.0), max(0.1, deadline - loop.time())))
             if b.hangs_up_first and loop.time() >= deadline:
                 break
+            await ear.turn()
             await speaker.say(rng.choice(voice.talk))
         return "talk time over"
 

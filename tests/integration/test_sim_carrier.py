@@ -21,6 +21,7 @@ from dialer.sim.audio import SimAudio, SimAudioError, Voice
 from dialer.sim.carrier import CarrierConfig, CarrierResult, InboundBehaviour, SimulatedCarrier
 from dialer.sim.customers import Behaviour, CustomerModel, CustomerModelConfig, Override, Pin
 from telephony.aio.ua import Call, UAConfig, UserAgent
+from telephony.media.bridge import Bridge
 from telephony.media.player import tone
 from telephony.media.wav import read_wav
 from telephony.sip.dialog import CallOutcome
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.timeout(90)
 
 HUMAN, MACHINE, BUSY, NO_ANSWER = "+15550000001", "+15550000002", "+15550000003", "+15550000004"
 REJECT, UNAVAILABLE, NOT_FOUND, RETRY = "+15550000005", "+15550000006", "+15550000007", "+15550000008"
-SILENT, CHATTY = "+15550000009", "+15550000010"
+SILENT, CHATTY, BRIDGED = "+15550000009", "+15550000010", "+15550000011"
 PINS: dict[str, Override] = {
     HUMAN: Pin(Behaviour.ANSWER_HUMAN, ring_s=0.3, talk_s=30.0),
     MACHINE: Pin(Behaviour.ANSWER_MACHINE, ring_s=0.3),
@@ -41,6 +42,7 @@ PINS: dict[str, Override] = {
     RETRY: [Behaviour.BUSY, Pin(Behaviour.ANSWER_HUMAN, ring_s=0.2, talk_s=30.0)],
     SILENT: Pin(Behaviour.ANSWER_HUMAN, ring_s=0.2, talk_s=30.0, silence_patience_s=1.0),
     CHATTY: Pin(Behaviour.ANSWER_HUMAN, ring_s=0.2, talk_s=2.5, hangs_up_first=True),
+    BRIDGED: Pin(Behaviour.ANSWER_HUMAN, ring_s=0.2, talk_s=7.0, hangs_up_first=True),
 }
 CALLER_ID = "+442079460000"
 
@@ -389,5 +391,37 @@ async def test_nailed_agent_hears_the_connect_tone_talks_and_keys_codes(pbx: Use
         agent.customer_disconnected()
         await until(lambda: len(agent.conversations) == 2 and agent.state is AgentSimState.IDLE, 5)
         assert agent.conversations[1].ended_by == "customer"
+    finally:
+        await agent.stop()
+
+
+async def test_customer_and_agent_converse_through_a_bridge(
+    dialer: UserAgent, carrier: SimulatedCarrier, pbx: UserAgent, audio: SimAudio
+) -> None:
+    """What the demo does: the dialer reaches a person, rings an agent and bridges the two."""
+    talker = AgentBehaviour(answer_delay_s=(0.1, 0.1), talk_s=(30.0, 30.0), wrap_up_s=(0.2, 0.2))
+    agent = SimulatedAgent(
+        "agent1001", "pw1001", f"sip:127.0.0.1:{pbx.port}", audio=audio, name="Anna", behaviour=talker, seed=4
+    )
+    await agent.start()
+    try:
+        customer = await dial(dialer, carrier, BRIDGED)
+        assert (await customer.wait_answered()).outcome is CallOutcome.ANSWERED
+        agent_leg = await pbx.call("sip:agent1001@127.0.0.1")
+        assert (await agent_leg.wait_answered()).outcome is CallOutcome.ANSWERED
+        assert customer.media is not None and agent_leg.media is not None
+        bridge = Bridge(customer.media, agent_leg.media)
+        bridge.start()
+        await asyncio.wait_for(customer.wait_ended(), 15)  # the customer hangs up after 7 s of talk
+        bridge.stop()
+        await agent_leg.hangup()
+        await until(lambda: agent.state is AgentSimState.IDLE and len(agent.conversations) == 1, 5)
+        await until(lambda: bool(carrier.log) and carrier.log[0].ended_at is not None)
+        [rec] = carrier.log
+        assert (rec.ended_by, rec.result) == ("customer", CarrierResult.ANSWERED)
+        assert rec.heard_s > 2.0  # the agent's purpose statement reached the customer
+        assert rec.spoken_s > 1.5  # greeting plus at least one answer
+        [conv] = agent.conversations
+        assert conv.ended_by == "customer" and conv.spoken_s > 2.0 and conv.disposition is not None
     finally:
         await agent.stop()
