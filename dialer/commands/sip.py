@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from telephony.aio.ua import Call, UAConfig, UserAgent
+from telephony.media.bridge import Bridge
 from telephony.sip.dialog import CallOutcome
 from telephony.sip.uri import SipSyntaxError, SipURI
 
@@ -95,8 +96,8 @@ def serve(
     duration: Annotated[float, typer.Option(help="Stop after this many seconds (0: run until Ctrl-C)")] = 0.0,
     answer_after: Annotated[float, typer.Option(help="Ring this many seconds before answering")] = 0.0,
     auth_algorithms: Annotated[
-        str, typer.Option(help="Digest algorithms offered, in order (sipp 3.6 reads only the first: use MD5)")
-    ] = "SHA-256,MD5",
+        str, typer.Option(help="Digest algorithms challenged with, e.g. SHA-256,MD5 (many phones know only MD5)")
+    ] = "MD5",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
 ) -> None:
     """Run a standalone UA and registrar that answers every INVITE."""
@@ -139,6 +140,10 @@ async def _serve(config: UAConfig, echo: bool, play: Path | None, duration: floa
             _emit({"event": "dtmf", "call_id": call.id, "digit": d, "digits": "".join(digits[call.id])})
 
         call.on_dtmf = got
+        user = call.request_uri.user if call.request_uri is not None else None
+        if user and ua.registered(user):
+            await _route_to_binding(ua, call, user)
+            return
         try:
             if answer_after > 0:
                 await call.ring()
@@ -172,6 +177,36 @@ async def _serve(config: UAConfig, echo: bool, play: Path | None, duration: floa
     finally:
         await ua.close()
         _emit({"event": "stopped", **ua.stats})
+
+
+async def _route_to_binding(ua: UserAgent, inbound: Call, user: str) -> None:
+    """B2BUA: a call for a registered user rings that user's phone through its binding;
+    when it answers, the caller is answered and the two legs' media are bridged."""
+    _emit({"event": "call_routed", "call_id": inbound.id, "to": user})
+    out = await ua.call(f"sip:{user}@{ua.config.realm}", from_user=inbound.remote.split(":", 1)[-1].split("@")[0])
+    await inbound.ring()
+    answered = asyncio.ensure_future(out.wait_answered())
+    caller_left = asyncio.ensure_future(inbound.wait_ended())
+    await asyncio.wait({answered, caller_left}, return_when=asyncio.FIRST_COMPLETED)
+    if caller_left.done():
+        answered.cancel()
+        await out.hangup()
+        return
+    caller_left.cancel()
+    outcome = answered.result()
+    if outcome.outcome is not CallOutcome.ANSWERED:
+        await inbound.reject(outcome.sip_status or 480)
+        return
+    await inbound.answer()
+    assert inbound.media is not None and out.media is not None
+    bridge = Bridge(inbound.media, out.media)
+    ends = [asyncio.ensure_future(inbound.wait_ended()), asyncio.ensure_future(out.wait_ended())]
+    await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+    for t in ends:
+        t.cancel()
+    bridge.stop()
+    await inbound.hangup()
+    await out.hangup()
 
 
 @app.command()

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
 import secrets
 import socket
 import time
@@ -36,7 +37,7 @@ from telephony.sdp import Direction, SdpError, SdpNegotiationError, SessionDescr
 from telephony.sip.auth import AuthError, DigestClient, DigestServer, InMemoryCredentials
 from telephony.sip.builders import make_cancel, make_response, new_branch, new_call_id, new_tag
 from telephony.sip.dialog import CallOutcome, Dialog, Outcome, outcome_for_status
-from telephony.sip.message import Headers, RemoteProtocolError, Request, Response, parse_message
+from telephony.sip.message import Headers, RemoteProtocolError, Request, Response, parse_message, reason_phrase
 from telephony.sip.registrar import ContactSpec, Registrar
 from telephony.sip.registration import RegistrationClient
 from telephony.sip.transaction import (
@@ -122,9 +123,12 @@ class UAConfig:
     media_ports: tuple[int, int] = (10000, 20000)
     outbound_proxy: Destination | None = None
     auth_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    # Offered in this order (RFC 8760 §2.4). Clients that read only the first challenge
-    # (sipp 3.6, some old phones) need ("MD5",) or ("MD5", "SHA-256").
-    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    # Digest algorithms challenged with, in order (RFC 8760 §2.4). MD5 only by default:
+    # deployed phones break on anything else -- baresip 1.0 (libre) fails the whole
+    # authentication if ANY challenge names an algorithm it lacks, sipp 3.6 and older
+    # Zoiper/MicroSIP builds read only the first -- which is why Asterisk and FreeSWITCH
+    # challenge with MD5 too. Sites whose phones speak SHA-256 set ("SHA-256", "MD5").
+    auth_algorithms: tuple[str, ...] = ("MD5",)
     # RFC 2069 answers without qop (pyVoIP 1.6.8 sends them); each nonce is then single-use.
     allow_rfc2069: bool = True
 
@@ -142,6 +146,7 @@ class Call:
         self.dialog: Dialog | None = None
         self.media: MediaSession | None = None
         self.headers: Headers | None = None  # the initial INVITE's headers
+        self.request_uri: SipURI | None = None  # inbound: whom the caller dialled
         self.created_at = time.time()
         self.ringing_at: float | None = None
         self.answered_at: float | None = None
@@ -389,6 +394,18 @@ class Call:
             "ended_at": self.ended_at,
             "ended_by": self.ended_by,
         }
+
+
+_HEADER_WORDS = re.compile(r"\b(CSeq|Call-ID|Via|From|To|Content-Length|Max-Forwards|Contact)\b")
+
+
+def _reason_for(exc: RemoteProtocolError) -> str:
+    """The reason phrase of our answer to a malformed request: the status's phrase and what
+    was wrong, on one ASCII line. Header names are written in lower case because naive
+    parsers (sipp 3.6) search the whole message for "CSeq"/"Call-ID" and would read ours."""
+    detail = " ".join(exc.message.split())[:120].encode("ascii", "replace").decode()
+    detail = _HEADER_WORDS.sub(lambda m: m.group(0).lower(), detail)
+    return f"{reason_phrase(exc.status_hint)} ({detail})"
 
 
 def _session_id() -> int:
@@ -740,13 +757,12 @@ class UserAgent:
             error=exc.message,
             request=exc.is_request,
         )
-        if not exc.is_request or exc.headers is None or "via" not in exc.headers:
+        # Without a Via the 400 goes to the source address (where it came from anyway);
+        # without a Via or a Call-ID nothing could match it, so it is not worth sending.
+        if not exc.is_request or exc.headers is None or not ("via" in exc.headers or "call-id" in exc.headers):
             return
-        reason = " ".join(exc.message.split())[:120].encode("ascii", "replace").decode()
         try:
-            resp = make_response(
-                exc.headers, exc.status_hint, f"Bad Request ({reason})" if exc.status_hint == 400 else reason
-            )
+            resp = make_response(exc.headers, exc.status_hint, _reason_for(exc))
             self._transport.send(resp.to_bytes(), source)
         except (SipSyntaxError, ValueError) as err:  # salvaged headers too broken to echo
             log.debug("sip.malformed_unanswerable", error=str(err))
@@ -927,6 +943,7 @@ class UserAgent:
             return
         call = Call(self, CallDirection.INBOUND, req.call_id, str(req.from_.uri))
         call.headers = req.headers
+        call.request_uri = req.uri
         call._server_tx = tx
         call._dest = tx.peer
         tx.owner = call

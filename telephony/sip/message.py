@@ -215,7 +215,7 @@ class CSeq:
         num, _, method = text.strip().partition(" ")
         method = method.strip()
         if not num.isdigit() or not method or len(num) > 10 or int(num) >= 2**31:
-            raise SipSyntaxError(f"CSeq {text!r} must be '<number below 2^31> <METHOD>'")
+            raise SipSyntaxError(f"CSeq {text!r} must be a number below 2^31 and a method, e.g. '1 INVITE'")
         return cls(int(num), method)
 
     def __str__(self) -> str:
