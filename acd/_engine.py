@@ -1327,7 +1327,8 @@ class Acd:
 
     def _escalate(self, call: _Call, now: float) -> None:
         cfg = call.queue.cfg
-        call.step = cfg.step_at(now - call.entered_at)
+        # The timer marks the next boundary; float rounding of entered_at + after_s must not hold it back.
+        call.step = min(len(cfg.escalation) - 1, max(call.step + 1, cfg.step_at(now - call.entered_at)))
         if call.step + 1 < len(cfg.escalation):
             self._arm("step", call.call_id, call.entered_at + cfg.escalation[call.step + 1].after_s)
         if call.phase is CallPhase.WAITING:

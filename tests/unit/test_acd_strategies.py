@@ -250,3 +250,17 @@ def test_routing_decision_is_global_not_per_queue_first_come() -> None:
     acd.call_arrived("q1-a", "q1", 10)
     acd.call_arrived("q2-vip", "q2", 50, vip=True)  # effective arrival -50
     assert offers(acd.agent_login("x", 60)) == [("q2-vip", "x")]
+
+
+def test_escalation_boundary_survives_float_rounding() -> None:
+    """(entered + 30) - entered < 30 for some floats; the step timer must still move the call on."""
+    entered = 2.8000000000000003
+    assert (entered + 30) - entered < 30
+    q = QueueConfig(id="q", skill="s", escalation=EscalationStep.steps((0, 7), (30, 1)), wrapup_s=0)
+    acd = Acd([q], [AgentConfig(id="low", skills={"s": 1}, queues={"q": 0})])
+    acd.agent_login("low", 0)
+    acd.call_arrived("c", "q", entered)
+    deadline = acd.next_deadline()
+    assert deadline == entered + 30
+    assert offers(acd.tick(deadline)) == [("c", "low")]
+    assert acd.next_deadline() == deadline + q.ring_timeout_s
