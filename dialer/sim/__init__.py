@@ -4,6 +4,17 @@ Only people and the network are simulated here; they talk real SIP and RTP on lo
 the real product. :class:`SimulatedCarrier` is the trunk and the customers behind it (their
 behaviour from the pure, seeded :class:`CustomerModel`); :class:`SimulatedAgent` is an agent's
 softphone; :class:`SimAudio` synthesises their voices once with espeak-ng and sox.
+
+    audio = SimAudio()                                   # ~/.cache/dialer/sim-audio
+    await asyncio.to_thread(audio.prepare, ["Anna", "Ben"])
+    carrier = SimulatedCarrier(CustomerModel(CustomerModelConfig(hour_factor=evening_person), seed=7), audio)
+    await carrier.start()                                # dial sip:+4420...@127.0.0.1:<carrier.port>
+    agent = SimulatedAgent("agent1001", "pw", "sip:127.0.0.1:5060", audio=audio, name="Anna",
+                           mode=AgentMode.NAILED)        # dials sip:*55@127.0.0.1:5060
+    await agent.start()
+    await carrier.place_inbound("sip:+442071234567@127.0.0.1:5060", "+442079460001",
+                                InboundBehaviour(dtmf="1"))
+    ...; carrier.log                                     # the truth, to compare with the CDRs
 """
 
 from dialer.sim.agents import (
