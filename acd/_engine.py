@@ -94,6 +94,7 @@ from acd._events import (
     RingNoAnswer,
     SendToVoicemail,
     WithdrawOffer,
+    WithdrawReason,
     WrapupEnded,
     WrapupStarted,
 )
@@ -1138,7 +1139,7 @@ class Acd:
                 )
             )
 
-    def _withdraw(self, agent: _Agent, call: _Call, now: float, reason: str) -> None:
+    def _withdraw(self, agent: _Agent, call: _Call, now: float, reason: WithdrawReason) -> None:
         """End one agent's offer that nobody failed; the agent is freed, the call untouched."""
         aid = agent.cfg.id
         offered_at = call.offers.pop(aid)
@@ -1151,7 +1152,7 @@ class Acd:
                 queue=call.queue.cfg.id,
                 agent_id=aid,
                 ring_s=now - offered_at,
-                reason=reason,  # type: ignore[arg-type]
+                reason=reason,
             )
         )
         self._act(WithdrawOffer(call_id=call.call_id, agent_id=aid, reason=reason))
@@ -1456,7 +1457,7 @@ class Acd:
             self._forget(call)
         self._act(SendToVoicemail(call_id=call.call_id, queue=q.cfg.id, reason=reason))
 
-    def _leave_line(self, call: _Call, now: float, reason: str) -> None:
+    def _leave_line(self, call: _Call, now: float, reason: WithdrawReason) -> None:
         """Take a live call out of line: withdraw offers, give up its place and reservation."""
         for aid in list(call.offers):
             self._withdraw(self._agents[aid], call, now, reason)

@@ -47,9 +47,13 @@ __all__ = [
     "RingNoAnswer",
     "SendToVoicemail",
     "WithdrawOffer",
+    "WithdrawReason",
     "WrapupEnded",
     "WrapupStarted",
 ]
+
+
+WithdrawReason = Literal["caller-left", "answered-elsewhere", "agent-logged-out", "timed-out"]
 
 
 def _nonneg(cls: str, **values: float) -> None:
@@ -160,7 +164,7 @@ class OfferWithdrawn(AcdEvent):
     queue: str
     agent_id: str
     ring_s: float
-    reason: Literal["caller-left", "answered-elsewhere", "agent-logged-out", "timed-out"]
+    reason: WithdrawReason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
