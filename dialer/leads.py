@@ -193,7 +193,8 @@ async def export_leads(
     async for (attrs,) in attr_stream:
         for key in attrs or {}:
             keys.setdefault(key, None)
-    attribute_keys = [k for k in keys if k not in CONTACT_COLUMNS and k not in LEAD_COLUMNS]
+    # Sorted: PostgreSQL's JSONB does not keep key order, and both back ends must agree.
+    attribute_keys = sorted(k for k in keys if k not in CONTACT_COLUMNS and k not in LEAD_COLUMNS)
 
     stmt = (
         select(Lead, Contact, CallList.name)

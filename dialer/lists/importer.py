@@ -692,7 +692,7 @@ class _BatchWriter:
             literal(self.reach_deadline, UTCDateTime()),
             literal(self.now, UTCDateTime()),
             literal(self.now, UTCDateTime()),
-        ).where(contacts.phone.in_(phones), ~already)
+        ).where(contacts.phone.in_(phones), ~already).order_by(contacts.id)  # leads in file order
         stmt = insert(leads).from_select(
             [
                 "campaign_id",
