@@ -86,7 +86,8 @@ async def test_gb18030_and_bom_files_with_chinese_headers(db: Db, tmp_path: Path
 async def test_duplicates_merge_within_file_and_against_campaign(db: Db, tmp_path: Path) -> None:
     await make_campaign(db)
     first = tmp_path / "first.csv"
-    first.write_text("电话,姓名,备注\n13800138000,张三,\n138-0013-8000,,第二行\n+86 13800138000,张三丰,\n", encoding="utf-8")
+    rows = "13800138000,张三,\n138-0013-8000,,第二行\n+86 13800138000,张三丰,\n"
+    first.write_text("电话,姓名,备注\n" + rows, encoding="utf-8")
     summary = await import_list(db.sessionmaker, first, campaign="sales", now=NOW, batch_size=2)
     assert (summary.read, summary.imported, summary.merged) == (3, 1, 2)
     second = tmp_path / "second.csv"
