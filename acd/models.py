@@ -77,6 +77,8 @@ class QueueLogRow(Base):
         Index("ix_queue_log_queue_time", "queue", "time"),
         Index("ix_queue_log_agent_time", "agent", "time"),
         Index("ix_queue_log_event_time", "event", "time"),
+        # Sticky-agent look-ups find a caller's ENTERQUEUE rows by number (data2, the callerid).
+        Index("ix_queue_log_event_data2", "event", "data2"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -299,7 +299,7 @@ class AcdServiceConfig(_Model):
     beep_s: float = Field(default=0.15, gt=0, le=1.0)
     code_timeout_s: float = Field(default=5.0, gt=0)
     queue_log_flush_s: float = Field(default=0.2, gt=0)
-    lookup_timeout_s: float = Field(default=0.3, gt=0)
+    lookup_timeout_s: float = Field(default=0.1, gt=0)
     caller_lookup: bool = True
     stats_interval_s: float = Field(default=1.0, gt=0)
     outbound_wait_s: float = Field(default=1.5, gt=0)
@@ -462,6 +462,7 @@ class _Customer:
     hold: asyncio.Task[None] | None = None
     keys: asyncio.Task[None] | None = None
     connected: asyncio.Future[str | None] | None = None
+    info: asyncio.Task[CallerInfo] | None = None
 
 
 @dataclass(eq=False)
@@ -1180,6 +1181,8 @@ class AcdService:
         self._customers[customer.acd_id] = customer
         self._numbers[customer.acd_id] = customer.number
         self._spawn(self._watch_customer(customer), "acd-watch-customer")
+        # The caller look-up (database) runs while we answer and while the IVR plays.
+        customer.info = self._spawn(self._caller_info(customer.number), "acd-lookup")
         await call.answer()
         kind, _, name = target.partition(":")
         if kind == "queue":
@@ -1219,23 +1222,25 @@ class AcdService:
         return info
 
     async def _enqueue(self, customer: _Customer, queue: str) -> None:
-        info = await self._caller_info(customer.number)
+        info = await (customer.info or self._caller_info(customer.number))
         if customer.phase != "ivr" or customer.call.ended:
             return
         sticky = info.last_agent if info.last_agent in self._members.get(queue, ()) else None
         customer.queue = queue
         customer.phase = "queued"
-        self._start_hold(customer)
         self._feed(
             lambda now: self._core.call_arrived(
                 customer.acd_id, queue, now, contact_id=info.contact_id, vip=info.vip, sticky_agent=sticky
             )
         )
+        # After the arrival, so that an offer's task is scheduled before the hold audio's.
+        if customer.phase == "queued":
+            self._start_hold(customer)
 
     async def _callback_from_menu(
         self, customer: _Customer, queue: str, *, complaint: bool, due: datetime | None
     ) -> None:
-        info = await self._caller_info(customer.number)
+        info = await (customer.info or self._caller_info(customer.number))
         customer.phase = "leaving"
         callback_id = f"cb-{customer.acd_id}"
         self._callbacks[callback_id] = _Callback(callback_id, queue, customer.number, complaint=complaint)

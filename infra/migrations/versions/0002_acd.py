@@ -79,6 +79,7 @@ def upgrade() -> None:
     with op.batch_alter_table('queue_log', schema=None) as batch_op:
         batch_op.create_index('ix_queue_log_agent_time', ['agent', 'time'], unique=False)
         batch_op.create_index(batch_op.f('ix_queue_log_call_id'), ['call_id'], unique=False)
+        batch_op.create_index('ix_queue_log_event_data2', ['event', 'data2'], unique=False)
         batch_op.create_index('ix_queue_log_event_time', ['event', 'time'], unique=False)
         batch_op.create_index('ix_queue_log_queue_time', ['queue', 'time'], unique=False)
 
@@ -114,6 +115,7 @@ def downgrade() -> None:
     with op.batch_alter_table('queue_log', schema=None) as batch_op:
         batch_op.drop_index('ix_queue_log_queue_time')
         batch_op.drop_index('ix_queue_log_event_time')
+        batch_op.drop_index('ix_queue_log_event_data2')
         batch_op.drop_index(batch_op.f('ix_queue_log_call_id'))
         batch_op.drop_index('ix_queue_log_agent_time')
 
