@@ -230,6 +230,11 @@ class LiveState:
     def client_count(self) -> int:
         return len(self._clients)
 
+    @property
+    def client_resyncs(self) -> int:
+        """Snapshots sent to connected clients because they fell behind."""
+        return sum(c.resyncs for c in self._clients)
+
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
