@@ -236,6 +236,11 @@ class Call:
         media = await MediaSession.open(
             self.ua.advertised_host, port_range=self.ua.config.media_ports, media_timeout=self.ua.config.media_timeout
         )
+        if self.state not in (CallState.DIALING, CallState.RINGING):
+            # A CANCEL (or BYE of a forked leg) arrived while the socket was being bound:
+            # the INVITE already got its 487, so a 200 now would contradict it.
+            await media.close()
+            raise RuntimeError(f"call {self.id} ended before it could be answered ({self.state})")
         self._attach_media(media)
         try:
             if self._offer is not None:
