@@ -156,6 +156,10 @@ class Lead(Base):
     last_disposition: Mapped[str | None] = mapped_column(String(32))
     callback_owner: Mapped[str | None] = mapped_column(String(64))
     callback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The customer asked for callback_at: it may fall outside the calling window.
+    callback_customer_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # Why the lead is called at next_attempt_at, or why it is not called again (shown per lead).
+    next_attempt_reason: Mapped[str | None] = mapped_column(Text)
     reach_deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
