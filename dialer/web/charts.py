@@ -15,7 +15,7 @@ from markupsafe import Markup
 __all__ = ["bar_chart", "line_chart"]
 
 _W, _H = 720, 260
-_LEFT, _RIGHT, _TOP, _BOTTOM = 48, 12, 16, 44
+_LEFT, _RIGHT, _TOP, _BOTTOM = 48, 28, 16, 44
 
 
 def _nice_max(value: float) -> float:

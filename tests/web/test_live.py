@@ -175,3 +175,35 @@ async def test_websocket_streams_snapshot_then_deltas_and_refuses_others(tmp_pat
         console.backend.close()
         await console.engine.dispose()
     assert server.task is not None and server.task.done()
+
+
+async def test_console_service_starts_and_stops_inside_the_app_loop(tmp_path: object) -> None:
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import httpx
+
+    from dialer.web import ConsoleService, LocalBackend
+
+    console = await build_console(Path(str(tmp_path)), clock=time.time)
+    settings = console.settings.model_copy(update={"http": console.settings.http.model_copy(update={"port": 0})})
+    dialer = SimpleNamespace(settings=settings, sessionmaker=console.sessionmaker, bus=console.bus)
+    service = ConsoleService(dialer, LocalBackend(console.bus, console.sessionmaker))  # type: ignore[arg-type]
+    await service.start()
+    try:
+        assert service.server is not None
+        port = service.server.port
+        async with httpx.AsyncClient() as http:
+            response = await http.get(f"http://127.0.0.1:{port}/login")
+            assert response.status_code == 200
+        console.bus.publish(ready("42"))
+        assert service.live is not None and service.live.agent("42") is not None
+    finally:
+        await service.stop()
+        console.backend.close()
+        await console.engine.dispose()
+    console.bus.publish(ready("43"))
+    assert service.live.agent("43") is None  # detached from the bus on stop
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{port}/login")
