@@ -72,13 +72,16 @@ async def login(client: httpx.AsyncClient, username: str, password: str = PASSWO
     return token
 
 
-async def build_console(tmp_path: Path, clock: Callable[[], float] | None = None, **http: object) -> Console:
-    """A console on a fresh database; ``clock`` defaults to a :class:`FakeClock`."""
+async def build_console(
+    tmp_path: Path, clock: Callable[[], float] | None = None, database_url: str | None = None, **http: object
+) -> Console:
+    """A console on a fresh database (SQLite unless ``database_url``); ``clock`` defaults to a :class:`FakeClock`."""
     clock = clock or FakeClock()
     data_dir = tmp_path / "data"
     settings = load_settings(
         None,
         site={"data_dir": data_dir, "timezone": "Asia/Shanghai"},
+        database={"url": database_url},
         http={"secret_key": "test-secret-key-0123456789", **http},
     )
     engine = create_engine(settings.database_url)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import select
 
@@ -206,7 +209,33 @@ async def _seed_cdrs(console: Console) -> datetime:
     return day
 
 
-async def test_reports_count_effective_calls_abandons_and_contacts(console: Console) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def report_console(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Console]:
+    """The reports group by hour in SQL, which is dialect-specific: run them on both back ends."""
+    url = None
+    if request.param == "postgresql":
+        from tests.conftest import require_postgres
+
+        server = require_postgres(request.getfixturevalue("postgres_server"))
+        name = f"web_reports_{uuid.uuid4().hex[:10]}"
+        conn = await asyncpg.connect(host=server.host, port=server.port, user=server.user, database="postgres")
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        url = server.url(name)
+    c = await build_console(tmp_path, database_url=url)
+    await c.add_user("mia", "manager")
+    try:
+        yield c
+    finally:
+        c.backend.close()
+        c.live.detach()
+        await c.engine.dispose()
+
+
+async def test_reports_count_effective_calls_abandons_and_contacts(report_console: Console) -> None:
+    console = report_console
     day = await _seed_cdrs(console)
     async with console.client() as client:
         await login(client, "mia")
