@@ -16,7 +16,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -58,6 +58,7 @@ class DialerApp:
     trunk_registration: TrunkRegistration | None = None
     trunk_keepalive: OptionsKeepalive | None = None
     services: list[Service] = field(default_factory=list)
+    acd: Any = None  # acd.service.AcdService when [acd.queues] is configured
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     # Start-up -----------------------------------------------------------------------------

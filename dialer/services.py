@@ -1,14 +1,87 @@
 """The services `dialer run` starts on top of the core, in order.
 
 Each entry is a factory taking the :class:`~dialer.app.DialerApp` (for its settings,
-database, bus and user agent) and returning a started-later :class:`~dialer.app.Service`,
-or None when the configuration does not ask for it.
+database, bus and user agent) and returning a :class:`~dialer.app.Service` to start, or
+None when the configuration does not ask for it.
 """
 
 from __future__ import annotations
 
-from dialer.app import ServiceFactory
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from pydantic import ValidationError
+
+from dialer.app import DialerApp, Service, ServiceFactory
+
+if TYPE_CHECKING:
+    from acd.service import AcdService, AcdServiceConfig
+
+log = structlog.get_logger(__name__)
+
+
+def acd_config(app: DialerApp) -> AcdServiceConfig | None:
+    """The ACD service's config from `[acd]`, or None when no queue is configured.
+
+    Raises ValueError with one line naming the section and the problem.
+    """
+    from acd.service import AcdServiceConfig
+
+    s = app.settings
+    a = s.acd
+    if not a.queues:
+        return None
+    defaults: dict[str, Any] = {"wrapup_s": a.wrapup_seconds, "ring_timeout_s": a.ring_timeout_seconds}
+    raw: dict[str, Any] = {
+        "queues": {qid: {**defaults, **q} for qid, q in a.queues.items()},
+        "agents": a.agents,
+        "dids": a.dids,
+        "login_code": a.login_code,
+        "timezone": s.site.timezone,
+        "voicemail_dir": str(s.site.data_dir / "voicemail"),
+        **a.options,
+    }
+    if a.menus:
+        raw["menus"] = a.menus
+    if app.ua is not None:
+        raw.setdefault("trusted_sources", sorted(app.ua.config.trusted_sources))
+    if s.trunk.host:
+        raw.setdefault("callback_uri", f"sip:{{number}}@{s.trunk.host}:{s.trunk.port}")
+    try:
+        return AcdServiceConfig.from_mapping(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"[acd] {where}: {first['msg']} (input {first.get('input')!r})") from None
+
+
+class _AcdAdapter:
+    name = "acd"
+
+    def __init__(self, service: AcdService) -> None:
+        self.service = service
+
+    async def start(self) -> None:
+        await self.service.start()
+
+    async def stop(self) -> None:
+        await self.service.stop()
+
+
+async def acd_service(app: DialerApp) -> Service | None:
+    from acd.service import AcdService
+    from ivr.prompts import SHIPPED_PROMPTS_DIR, PromptLibrary
+
+    config = acd_config(app)
+    if config is None:
+        log.info("acd.disabled", reason="no [acd.queues] configured")
+        return None
+    assert app.ua is not None
+    prompts = PromptLibrary(app.settings.site.data_dir / "prompts", SHIPPED_PROMPTS_DIR)
+    service = AcdService(config, app.ua, app.bus, app.sessionmaker, prompts=prompts)
+    app.acd = service
+    return _AcdAdapter(service)
 
 
 def default_services() -> list[ServiceFactory]:
-    return []
+    return [acd_service]

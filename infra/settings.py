@@ -193,10 +193,22 @@ class RecordingsSettings(_Section):
 
 
 class AcdSettings(_Section):
-    """[acd]: agent and queue defaults."""
+    """[acd]: queues, agents, DIDs and IVR menus of the live ACD (validated in full by
+    acd.service.AcdServiceConfig when the service starts, and by `dialer config check`).
+
+    [acd.queues.<id>] and [acd.agents.<id>] are tables keyed by id; [acd.dids] maps a dialled
+    number to "menu:<name>" or "queue:<id>"; [acd.menus.<name>] are IVR menus (ivr.menu);
+    [acd.options] takes any other AcdServiceConfig field (e.g. max_no_answer, sticky_days).
+    """
 
     wrapup_seconds: int = Field(default=10, ge=0, le=3600)
     ring_timeout_seconds: int = Field(default=15, ge=5, le=120)
+    login_code: str = Field(default="*55", pattern=r"^[*#0-9]{2,16}$")
+    queues: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    agents: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    dids: dict[str, str] = Field(default_factory=dict)
+    menus: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class Settings(BaseSettings):

@@ -86,3 +86,81 @@ async def test_run_rejects_a_bad_config_value_on_one_line(tmp_path: Path) -> Non
     assert proc.returncode == 2
     assert len(text.splitlines()) == 1, text
     assert "bad.toml" in text and "[sip] listen_port" in text and "not-a-port" in text and "integer" in text
+
+
+async def test_run_with_acd_routes_a_did_call_to_a_nailed_agent(tmp_path: Path) -> None:
+    """The [acd] section brings the ACD up inside `dialer run`: an agent registers with digest
+    auth, logs in by dialling *55 (nailed), and a customer calling the DID is bridged in."""
+    sip_port, mqtt_port = free_port(), free_port(socket.SOCK_STREAM)
+    cfg = write_config(tmp_path, sip_port, mqtt_port)
+    cfg.write_text(
+        cfg.read_text()
+        + """
+[trunk]
+host = "127.0.0.1"
+port = 9
+mode = "peer"
+
+[acd]
+login_code = "*55"
+
+[acd.queues.sales]
+wrapup_s = 1
+
+[acd.agents.a1]
+password = "pw-a1"
+mode = "nailed"
+queues = { sales = 0 }
+
+[acd.dids]
+"100" = "queue:sales"
+"""
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dialer.cli", "run", "--config", str(cfg),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    agent = UserAgent(UAConfig(host="127.0.0.1", port=0, user="a1", registrar=False))
+    customer = UserAgent(UAConfig(host="127.0.0.1", port=0, user="customer", registrar=False))
+    await agent.start()
+    await customer.start()
+    try:
+        reg = None
+        for _ in range(100):
+            reg = await agent.register(f"sip:127.0.0.1:{sip_port}", "a1", "pw-a1", expires=300, timeout=0.3)
+            if reg is not None:
+                break
+        assert reg is not None and reg.status == 200, "agent could not register to dialer run"
+        leg = await agent.call(f"sip:*55@127.0.0.1:{sip_port}", auth=("a1", "pw-a1"))
+        assert (await asyncio.wait_for(leg.wait_answered(), 5)).outcome.value == "answered"
+        await asyncio.sleep(0.5)  # LOGIN, then the agent is ready
+        call = await customer.call(f"sip:100@127.0.0.1:{sip_port}")
+        assert (await asyncio.wait_for(call.wait_answered(), 5)).outcome.value == "answered"
+        assert call.media is not None and leg.media is not None
+        heard: list[object] = []
+        tap = leg.media.new_tap(lambda left, right: heard.append(left))
+        leg.media.add_tap(tap)
+        import numpy as np
+
+        from telephony.media.player import tone
+
+        await call.play(tone(1000.0, 1.0, 0.4))
+        await asyncio.sleep(0.3)
+        leg.media.remove_tap(tap)
+        pcm = np.concatenate([np.asarray(h) for h in heard]).astype(float)
+        spectrum = np.abs(np.fft.rfft(pcm))
+        assert abs(np.argmax(spectrum[5:]) + 5 - 1000 * len(pcm) / 8000) < 30, "the agent did not hear the customer"
+        await call.hangup()
+        await asyncio.sleep(0.3)
+        assert not leg.ended  # the nailed leg stays up after the customer leaves
+    finally:
+        await customer.close()
+        await agent.close()
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "data" / "dialer.db")
+    verbs = [r[0] for r in db.execute("select event from queue_log order by id")]
+    assert "LOGIN" in verbs and "ENTERQUEUE" in verbs and "CONNECT" in verbs, verbs
