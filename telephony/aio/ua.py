@@ -147,6 +147,8 @@ class Call:
         self.media: MediaSession | None = None
         self.headers: Headers | None = None  # the initial INVITE's headers
         self.request_uri: SipURI | None = None  # inbound: whom the caller dialled
+        self.auth_user: str | None = None  # inbound: the digest user it authenticated as, if challenged
+        self.source: Destination | None = None  # inbound: where the INVITE came from (transport, host, port)
         self.created_at = time.time()
         self.ringing_at: float | None = None
         self.answered_at: float | None = None
@@ -944,11 +946,16 @@ class UserAgent:
             self._on_reinvite(req, tx)
             return
         challenged = self.config.challenge_invites and tx.peer.host not in self.config.trusted_sources
-        if challenged and self._challenge(req, tx) is None:
-            return
+        auth_user: str | None = None
+        if challenged:
+            auth_user = self._challenge(req, tx)
+            if auth_user is None:
+                return
         call = Call(self, CallDirection.INBOUND, req.call_id, str(req.from_.uri))
         call.headers = req.headers
         call.request_uri = req.uri
+        call.auth_user = auth_user or None
+        call.source = tx.peer
         call._server_tx = tx
         call._dest = tx.peer
         tx.owner = call

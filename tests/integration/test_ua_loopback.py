@@ -125,6 +125,8 @@ async def test_digest_challenge_and_registrar_routing() -> None:
         # An INVITE to the server is challenged and succeeds with credentials.
         c = await caller.call(f"sip:pbx@127.0.0.1:{server.port}", auth=("agent1", "s3cret"))
         inc2 = await next_call(server)
+        assert inc2.auth_user == "agent1" and inc2.request_uri is not None and inc2.request_uri.user == "pbx"
+        assert inc2.source is not None and inc2.source.port == caller.port
         await inc2.answer()
         assert (await c.wait_answered()).outcome is CallOutcome.ANSWERED
         await c.hangup()
