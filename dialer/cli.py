@@ -18,6 +18,7 @@ from dialer.commands import lists as lists_commands
 from dialer.commands import run as run_command
 from dialer.commands import simulate as simulate_commands
 from dialer.commands import sip as sip_commands
+from dialer.commands import web as web_commands
 
 app = typer.Typer(
     name="dialer",
@@ -28,6 +29,7 @@ app = typer.Typer(
 app.command(name="run")(run_command.run)
 app.command(name="demo")(demo_command.demo)
 app.add_typer(sip_commands.app, name="sip")
+app.add_typer(web_commands.app, name="web")
 app.add_typer(simulate_commands.app, name="simulate")
 app.add_typer(config_commands.app, name="config")
 app.add_typer(db_commands.app, name="db")

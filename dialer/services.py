@@ -83,5 +83,13 @@ async def acd_service(app: DialerApp) -> Service | None:
     return _AcdAdapter(service)
 
 
+def _console_backend(app: DialerApp) -> Any:
+    from dialer.console_backend import AppBackend
+
+    return AppBackend(app)
+
+
 def default_services() -> list[ServiceFactory]:
-    return [acd_service]
+    from dialer.web.server import console_service_factory
+
+    return [acd_service, console_service_factory(_console_backend)]

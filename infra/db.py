@@ -56,6 +56,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # gets one; modules that do not exist (yet) are skipped, so the list can run ahead.
 DOMAIN_MODEL_MODULES: tuple[str, ...] = (
     "dialer.models",
+    "dialer.web.models",
     "acd.models",
     "recordings.models",
     "ivr.models",

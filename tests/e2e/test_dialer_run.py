@@ -23,7 +23,7 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(tmp_path: Path, sip_port: int, mqtt_port: int) -> Path:
+def write_config(tmp_path: Path, sip_port: int, mqtt_port: int, http_port: int = 0) -> Path:
     cfg = tmp_path / "dialer.toml"
     cfg.write_text(
         f"""
@@ -39,6 +39,9 @@ listen_port = {sip_port}
 embedded = true
 url = "mqtt://127.0.0.1:{mqtt_port}"
 
+[http]
+port = {http_port}
+
 [logging]
 level = "info"
 format = "json"
@@ -48,8 +51,8 @@ format = "json"
 
 
 async def test_run_starts_answers_sip_and_mqtt_then_stops_on_sigterm(tmp_path: Path) -> None:
-    sip_port, mqtt_port = free_port(), free_port(socket.SOCK_STREAM)
-    cfg = write_config(tmp_path, sip_port, mqtt_port)
+    sip_port, mqtt_port, http_port = free_port(), free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    cfg = write_config(tmp_path, sip_port, mqtt_port, http_port)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "dialer.cli", "run", "--config", str(cfg),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "CI": "1"},
@@ -66,6 +69,13 @@ async def test_run_starts_answers_sip_and_mqtt_then_stops_on_sigterm(tmp_path: P
         async with aiomqtt.Client("127.0.0.1", mqtt_port) as client:
             await client.publish("dialer/test/ping", b"1")
         assert (tmp_path / "data" / "dialer.db").exists()
+        import httpx
+
+        async with httpx.AsyncClient() as http:
+            page = await http.get(f"http://127.0.0.1:{http_port}/login")
+            assert page.status_code == 200 and "<form" in page.text
+            denied = await http.get(f"http://127.0.0.1:{http_port}/wallboard", follow_redirects=False)
+            assert denied.status_code in (302, 303, 401)  # no page without a login
     finally:
         await ua.close()
         proc.send_signal(signal.SIGTERM)
