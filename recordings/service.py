@@ -49,6 +49,9 @@ from telephony.media.bridge import Bridge
 from telephony.media.tap import LEFT, RIGHT, Tap
 
 __all__ = [
+    "AmbiguousRecording",
+    "Check",
+    "CheckResult",
     "Policy",
     "PolicyDecision",
     "RecordingDeleted",
@@ -56,15 +59,22 @@ __all__ = [
     "RecordingMeta",
     "RecordingPaused",
     "RecordingPolicy",
+    "RecordingQuery",
     "RecordingResumed",
     "RecordingService",
     "RecordingStarted",
     "RecordingStopped",
     "RecordingsRunner",
     "RetentionReport",
+    "adopt",
+    "check_file",
     "decide",
+    "find_recording",
+    "orphan_files",
     "recordings_runner_factory",
     "sample_draw",
+    "search_recordings",
+    "wav_seconds",
 ]
 
 log = structlog.get_logger(__name__)
@@ -696,6 +706,171 @@ class RecordingService:
                 reason = "retention" if row.path in wanted else "retention, file already missing"
                 self._publish(RecordingDeleted(row.call_id, row.id, row.path, reason))
         return len(marked)
+
+
+# == finding and checking recordings ==============================================================
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingQuery:
+    """Search filters; instants are UTC, ``until`` exclusive."""
+
+    agent_id: str | None = None
+    campaign: str | None = None
+    """A campaign name, or its numeric id."""
+    queue: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    include_deleted: bool = False
+    limit: int | None = 200
+    offset: int = 0
+
+
+async def search_recordings(session: AsyncSession, query: RecordingQuery) -> list[Recording]:
+    """Recordings matching ``query``, newest first."""
+    stmt = select(Recording)
+    if query.agent_id is not None:
+        stmt = stmt.where(Recording.agent_id == query.agent_id)
+    if query.campaign is not None:
+        if query.campaign.isdigit():
+            stmt = stmt.where((Recording.campaign == query.campaign) | (Recording.campaign_id == int(query.campaign)))
+        else:
+            stmt = stmt.where(Recording.campaign == query.campaign)
+    if query.queue is not None:
+        stmt = stmt.where(Recording.queue == query.queue)
+    if query.outcome is not None:
+        stmt = stmt.where(Recording.outcome == query.outcome)
+    if query.since is not None:
+        stmt = stmt.where(Recording.started_at >= query.since)
+    if query.until is not None:
+        stmt = stmt.where(Recording.started_at < query.until)
+    if not query.include_deleted:
+        stmt = stmt.where(Recording.deleted_at.is_(None))
+    stmt = stmt.order_by(Recording.started_at.desc(), Recording.id).offset(query.offset)
+    if query.limit is not None:
+        stmt = stmt.limit(query.limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+class AmbiguousRecording(LookupError):
+    """An id prefix that matches no recording, or several."""
+
+
+async def find_recording(session: AsyncSession, id_or_prefix: str) -> Recording:
+    """A recording by full id or by a unique prefix of at least 6 characters."""
+    key = id_or_prefix.strip().lower()
+    row = await session.get(Recording, key)
+    if row is not None:
+        return row
+    if len(key) >= 6:
+        rows = list(
+            (
+                await session.execute(select(Recording).where(Recording.id.startswith(key, autoescape=True)).limit(2))
+            ).scalars()
+        )
+        if len(rows) == 1:
+            return rows[0]
+        if rows:
+            raise AmbiguousRecording(f"recording id {id_or_prefix!r} matches several recordings; give more characters")
+    raise AmbiguousRecording(
+        f"no recording {id_or_prefix!r}; see `dialer recordings list` (ids may be shortened to 6+ characters)"
+    )
+
+
+class Check(StrEnum):
+    OK = "ok"
+    MISMATCH = "mismatch"  # the file changed since it was closed
+    MISSING = "missing"  # the row says it exists; the file is gone
+    UNFINISHED = "unfinished"  # the process stopped during the call: no hash was ever taken
+    NO_METADATA = "no_metadata"  # a file in the tree that no row describes
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    check: Check
+    path: str
+    """Relative to the recordings root."""
+    recording_id: str | None
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.check is Check.OK
+
+
+def wav_seconds(path: Path) -> float | None:
+    """Playable length of a PCM WAV from its header, or None if it is not a readable WAV."""
+    import wave
+
+    try:
+        with wave.open(str(path)) as w:
+            return float(w.getnframes()) / float(w.getframerate())
+    except (wave.Error, EOFError, OSError):
+        return None
+
+
+def check_file(root: Path, row: Recording) -> CheckResult:
+    """Re-hash one recording's file against its row (blocking: run in a thread)."""
+    from recordings.recorder import sha256_file
+
+    path = root / row.path
+    if not path.is_file():
+        return CheckResult(Check.MISSING, row.path, row.id, "the file is gone; restore it from backup")
+    if row.sha256 is None:
+        seconds = wav_seconds(path)
+        playable = f"playable, {seconds:.1f} s" if seconds is not None else "not a readable WAV"
+        return CheckResult(
+            Check.UNFINISHED,
+            row.path,
+            row.id,
+            f"never finished (the process stopped during the call); the file is {playable}; "
+            "`verify --adopt` records its hash",
+        )
+    actual = sha256_file(path)
+    if actual != row.sha256:
+        return CheckResult(
+            Check.MISMATCH, row.path, row.id, f"sha256 {actual[:16]}... differs from {row.sha256[:16]}... recorded"
+        )
+    return CheckResult(Check.OK, row.path, row.id, f"{row.duration or 0:.1f} s")
+
+
+def orphan_files(root: Path, known: set[str]) -> list[CheckResult]:
+    """WAV files under ``root`` that no row describes (blocking)."""
+    out: list[CheckResult] = []
+    if not root.is_dir():
+        return out
+    for path in sorted(root.glob("[0-9]*/[0-9]*/[0-9]*/*.wav")):
+        rel = path.relative_to(root).as_posix()
+        if rel in known:
+            continue
+        seconds = wav_seconds(path)
+        playable = f"playable, {seconds:.1f} s" if seconds is not None else "not a readable WAV"
+        out.append(
+            CheckResult(
+                Check.NO_METADATA,
+                rel,
+                None,
+                f"no metadata row ({playable}): written by a process that could not reach the database, "
+                "or copied in by hand",
+            )
+        )
+    return out
+
+
+async def adopt(session: AsyncSession, root: Path, row: Recording, now: datetime) -> Recording:
+    """Give an unfinished recording the duration, size and hash of the file it left (caller commits)."""
+    from recordings.recorder import sha256_file
+
+    path = root / row.path
+    seconds = await asyncio.to_thread(wav_seconds, path)
+    row.duration = seconds
+    row.size = path.stat().st_size
+    row.sha256 = await asyncio.to_thread(sha256_file, path)
+    row.ended_at = row.ended_at or now
+    row.status = RecordingStatus.RECOVERED
+    log.info("recording.adopted", recording_id=row.id, path=row.path, duration=seconds, sha256=row.sha256)
+    return row
 
 
 # == the `dialer run` service =====================================================================
