@@ -10,14 +10,16 @@ is still never called.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import phonenumbers
-from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy import ARRAY, ColumnElement, String, any_, cast, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import QueryableAttribute
 
 from dialer.lists.fields import parse_map_options, resolve_columns
 from dialer.lists.normalize import RowError, normalize_number
@@ -160,6 +162,25 @@ async def dnc_match(session: AsyncSession, number: str, campaign_id: int | None 
     return [DncHit(number, entry, bool(is_prefix), cid) for entry, is_prefix, cid in rows]
 
 
+def in_values(
+    session: AsyncSession, column: ColumnElement[str] | QueryableAttribute[str], values: list[str]
+) -> ColumnElement[bool]:
+    """``column IN values`` for thousands of values, with ONE bound parameter.
+
+    A plain IN renders one parameter per value, so every batch of an import compiles a new
+    statement of thousands of parameters; SQLite reads the list from one JSON text with
+    json_each and PostgreSQL from one array.
+    """
+    bind = session.bind
+    dialect = bind.dialect.name if bind is not None else ""
+    if dialect == "sqlite":
+        each = func.json_each(json.dumps(values)).table_valued("value")
+        return column.in_(select(each.c.value))
+    if dialect == "postgresql":
+        return column == any_(cast(values, ARRAY(String)))
+    return column.in_(values)
+
+
 @dataclass(frozen=True)
 class PrefixIndex:
     """All prefix entries that apply to one campaign, held in memory for the import loop."""
@@ -206,7 +227,7 @@ async def exact_dnc_matches(
         chunk = wanted[start : start + 5000]
         rows = await session.execute(
             select(DncEntry.number, DncEntry.campaign_id).where(
-                scope, DncEntry.is_prefix.is_(False), DncEntry.number.in_(chunk)
+                scope, DncEntry.is_prefix.is_(False), in_values(session, DncEntry.number, chunk)
             )
         )
         for number, cid in rows:
