@@ -20,12 +20,13 @@ Definitions (the CLI help repeats them; the tests compute them by hand):
   (statuses as they are now), *penetration* = leads with at least one attempt / leads, *contact
   rate* = contacts / attempts, and *lead contact rate* = leads contacted at least once / leads;
   the day's attempts, contacts, effective calls against the day's target (daily_target x agents
-  who made attempts in the campaign that day), *abandon rate* = abandoned / human-answered
-  (:mod:`dialer.abandon`: abandoned when no agent was connected within 2 s of the answer, i.e.
-  outcome ``abandoned``, bridged more than 2 s after the answer, or ended unbridged), counted by
-  answer instant over the campaign's local day, the last 24 h and the rolling 30 days (both windows
-  ``(as_of - span, as_of]`` as in :class:`~dialer.abandon.AbandonLedger`); calls still ringing an
-  agent are left out until their fate is known. *Exhausted* leads have status ``exhausted``.
+  who made attempts in the campaign that day), *abandon rate* = abandoned / human-answered as
+  :mod:`dialer.abandon` and the runner count them: human-answered = answered with outcome
+  ``completed`` or ``abandoned`` (not a machine); abandoned = no agent connected within 2 s, i.e.
+  outcome ``abandoned``, or completed but bridged more than 2 s after the answer when no AMD ran;
+  counted by answer instant over the campaign's local day, the last 24 h and the rolling 30 days
+  (both ``(as_of - span, as_of]`` as in :class:`~dialer.abandon.AbandonLedger`); calls in progress
+  are left out until their fate is known. *Exhausted* leads have status ``exhausted``.
   *Attempts by hour* of the callee's local day (first time zone of the contact, else the campaign's,
   else the site's) with the contact rate per hour: the contact-rate-by-hour chart.
 - *leads at risk*: open leads (ready, callback, dialing) not yet contacted whose reach deadline
@@ -85,6 +86,8 @@ log = structlog.get_logger()
 
 #: dialer.abandon's 2-second rule, repeated here as SQL
 ABANDON_GRACE_S = 2.0
+#: the CDR outcomes of a call a person answered (dialer.runner_store.HUMAN_OUTCOMES)
+HUMAN_OUTCOMES: tuple[str, ...] = ("completed", "abandoned")
 OPEN_STATUSES: tuple[str, ...] = (LeadStatus.READY, LeadStatus.CALLBACK, LeadStatus.DIALING)
 DEFAULT_AT_RISK_WITHIN = timedelta(hours=12)
 
@@ -292,23 +295,25 @@ def _seconds_between(session: AsyncSession, start: Any, end: Any) -> Any:
 
 
 def _abandoned(session: AsyncSession) -> ColumnElement[bool]:
+    """Abandoned among human-answered calls, as the runner feeds :class:`~dialer.abandon.AbandonLedger`.
+
+    Outcome ``abandoned`` (no agent within the grace), or a completed call bridged more than 2 s
+    after the answer when no AMD ran. With AMD the 2 s count from the detector's verdict (after the
+    greeting, as Ofcom measures), an instant the CDR does not keep: the outcome decides.
+    """
     late = _seconds_between(session, CallAttempt.answered_at, CallAttempt.bridged_at) > ABANDON_GRACE_S
     return or_(
         CallAttempt.outcome == "abandoned",
-        and_(CallAttempt.bridged_at.is_(None), CallAttempt.ended_at.is_not(None)),
-        and_(CallAttempt.bridged_at.is_not(None), late),
+        and_(CallAttempt.outcome == "completed", CallAttempt.amd_result.is_(None), late),
     )
 
 
 def _human_answered_known() -> ColumnElement[bool]:
+    """Answered by a person and finished: outcome completed or abandoned (a call in progress has none)."""
     return and_(
         CallAttempt.answered_at.is_not(None),
-        _HUMAN,
-        or_(
-            CallAttempt.bridged_at.is_not(None),
-            CallAttempt.ended_at.is_not(None),
-            CallAttempt.outcome == "abandoned",
-        ),
+        CallAttempt.outcome.in_(HUMAN_OUTCOMES),
+        func.coalesce(CallAttempt.amd_result, "") != "machine",
     )
 
 
@@ -365,12 +370,14 @@ async def agent_day_report(
     tz: str,
     *,
     campaign: str | None = None,
+    now: datetime | None = None,
     use_queue_log: bool = True,
 ) -> list[AgentDayRow]:
     """Per agent for the local ``day`` in ``tz`` (see the module docstring for every definition).
 
     Without ``campaign``, agents known only from the ACD queue_log that day are listed too
-    (zero attempts), so inbound-only agents still get their occupancy.
+    (zero attempts), so inbound-only agents still get their occupancy. ``now`` ends today's
+    logged-in time (an agent still logged in is not counted as staffed until midnight).
     """
     start, end = day_bounds(day, tz)
     stmt = select(Campaign).order_by(Campaign.name)
@@ -418,7 +425,8 @@ async def agent_day_report(
             s.first = first if s.first is None or first < s.first else s.first
             s.last = last if s.last is None or last > s.last else s.last
 
-    acd = await _acd_agents(session, start, end) if use_queue_log else {}
+    until = max(start, min(end, now)) if now is not None else end
+    acd = await _acd_agents(session, start, until) if use_queue_log and until > start else {}
     names = await _agent_names(session)
     if campaign is None:
         for agent_id in acd:
@@ -667,7 +675,7 @@ async def leads_at_risk(
         )
     )
     out: list[LeadAtRisk] = []
-    for lead, contact in (await session.execute(stmt)).tuples():
+    for lead, contact in (await session.execute(stmt)).all():
         state = LeadState(attempts=(), created_at=lead.created_at, reach_deadline=lead.reach_deadline_at)
         deadline = policy.deadline_of(state)
         if deadline is None or not policy.at_risk(state, now, within):
@@ -702,7 +710,7 @@ async def _find_lead(session: AsyncSession, camp: Campaign, key: str, region: st
     text = key.strip()
     base = select(Lead, Contact).join(Contact, Contact.id == Lead.contact_id).where(Lead.campaign_id == camp.id)
     if text.isdigit() and len(text) <= 18:
-        found = (await session.execute(base.where(Lead.id == int(text)))).tuples().first()
+        found = (await session.execute(base.where(Lead.id == int(text)))).first()
         if found is not None:
             return found
     from dialer.lists.normalize import RowError, normalize_number
@@ -712,11 +720,11 @@ async def _find_lead(session: AsyncSession, camp: Campaign, key: str, region: st
     except RowError:
         e164 = None
     if e164 is not None:
-        found = (await session.execute(base.where(Contact.phone == e164))).tuples().first()
+        found = (await session.execute(base.where(Contact.phone == e164))).first()
         if found is None:
             # An alternate number: JSON lists render as ["+86...", ...] on both back ends.
             like = cast(Contact.alt_phones, String).like(f'%"{e164}"%')
-            found = (await session.execute(base.where(like))).tuples().first()
+            found = (await session.execute(base.where(like))).first()
         if found is not None:
             return found
     raise ReportError(
@@ -808,27 +816,37 @@ def explain_next_attempt(
 ) -> tuple[datetime | None, str]:
     """When the lead is dialled next and why, in words (pure: the lead's rows, the settings and ``now``).
 
-    The retry policy is replayed over the lead's attempts, as the runner decided after the last
-    one; a stored ``next_attempt_at`` that differs wins (it is what the dialer will do) and is said.
+    The runner writes its reason with every decision (``leads.next_attempt_reason``): that is shown
+    as it is. For leads without one (older rows, imports) the reason is rebuilt: from the status,
+    the callback, or the campaign's retry policy replayed over the lead's attempts; a stored
+    ``next_attempt_at`` that differs from the replay wins (it is what the dialer will do) and is said.
     """
-    stored: str | None = getattr(lead, "next_attempt_reason", None)  # a runner that keeps its reason
+    stored = lead.next_attempt_reason
     status = lead.status
     if status == LeadStatus.PENDING:
         return None, "the import that created this lead is still running; it is dialled once the import finishes"
-    if status == LeadStatus.DNC:
-        return None, "on a do-not-call list (found at dial time or by disposition); never dialled again"
-    if status == LeadStatus.DONE:
-        d = lead.last_disposition
-        return None, f"finished: final disposition {d}" if d else "finished: final disposition set"
     if status == LeadStatus.DIALING:
         by = f" by {lead.claimed_by}" if lead.claimed_by else ""
         since = f" since {lead.claimed_at:%Y-%m-%d %H:%M:%S} UTC" if lead.claimed_at else ""
         return None, f"being dialled now (claimed{by}{since})"
     if status == LeadStatus.CALLBACK:
+        at = lead.next_attempt_at or lead.callback_at
+        if stored:
+            return at, stored
         if lead.callback_at is None:
-            return lead.next_attempt_at, "callback without an agreed time; dialled when due"
+            return at, "callback without an agreed time; dialled when due"
         who = f"offered to agent {lead.callback_owner} first" if lead.callback_owner else "shared: any agent"
-        return lead.callback_at, f"callback agreed for {_local(lead.callback_at, tz)}; {who}"
+        asked = "; the customer asked for this time" if lead.callback_customer_requested else ""
+        return at, f"callback agreed for {_local(lead.callback_at, tz)}; {who}{asked}"
+    if status in (LeadStatus.DNC, LeadStatus.DONE, LeadStatus.EXHAUSTED) and stored:
+        return None, f"{status}: {stored}"
+    if status == LeadStatus.DNC:
+        return None, "on a do-not-call list (found at dial time or by disposition); never dialled again"
+    if status == LeadStatus.DONE:
+        d = lead.last_disposition
+        return None, f"finished: final disposition {d}" if d else "finished: final disposition set"
+    if status == LeadStatus.READY and stored:
+        return lead.next_attempt_at, stored
 
     policy: RetryPolicy = settings.retry_policy()
     window = settings.calling_window()
@@ -862,7 +880,7 @@ def explain_next_attempt(
         return None, "exhausted: attempts or the reach deadline ran out"
 
     # status ready
-    if not finished:
+    if replay is None:
         due = lead.next_attempt_at or now
         opening = window.next_open(zones, contact.country, max(due, now))
         if opening is None:
@@ -870,8 +888,6 @@ def explain_next_attempt(
         if opening > max(due, now):
             return opening, f"first attempt; the calling window opens {_local(opening, tz)}"
         return due, "first attempt; due now (inside the calling window)"
-    if stored:
-        return lead.next_attempt_at, stored
     if isinstance(replay, Exhausted):
         d = f" with disposition {lead.last_disposition}" if lead.last_disposition else ""
         reason = (
@@ -880,8 +896,6 @@ def explain_next_attempt(
             else f"retry rules say {replay.reason}; the lead will be closed"
         )
         return lead.next_attempt_at, reason
-    if replay is None:  # unreachable: finished attempts always replay to a decision
-        return lead.next_attempt_at, "next attempt as scheduled"
     if lead.next_attempt_at is not None and abs((lead.next_attempt_at - replay.at_utc).total_seconds()) > 60:
         return lead.next_attempt_at, (
             f"scheduled for {_local(lead.next_attempt_at, tz)}; the current retry rules would say "
