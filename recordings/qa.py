@@ -28,7 +28,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import case, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 from infra.settings import format_validation_error
@@ -44,6 +44,7 @@ __all__ = [
     "ScoreError",
     "SurveyReportRow",
     "qa_report",
+    "save_survey_answer",
     "store_survey_answer",
     "submit_score",
     "survey_report",
@@ -282,6 +283,36 @@ async def store_survey_answer(
     await session.flush()
     log.info("survey.stored", call_id=call_id, agent_id=agent_id, campaign=campaign, answer=int(answer))
     return row
+
+
+async def save_survey_answer(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    call_id: str,
+    answer: int | None,
+    *,
+    now: datetime,
+    agent_id: str | None = None,
+    campaign_id: int | None = None,
+    campaign: str | None = None,
+    queue: str | None = None,
+) -> bool:
+    """After ``ivr.survey.run_survey``: store its answer in its own transaction; None (no answer) stores
+    nothing. Returns whether a row was written."""
+    if answer is None:
+        log.info("survey.no_answer", call_id=call_id, agent_id=agent_id)
+        return False
+    async with sessionmaker() as session, session.begin():
+        await store_survey_answer(
+            session,
+            call_id,
+            answer,
+            now=now,
+            agent_id=agent_id,
+            campaign_id=campaign_id,
+            campaign=campaign,
+            queue=queue,
+        )
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -502,6 +502,8 @@ class RecordingService:
         if call_id in self._active:
             running = self._active[call_id].id
             raise ValueError(f"call {call_id!r} is already being recorded ({running}); stop it before starting again")
+        if isinstance(agent, Bridge) and agent.a is not customer:
+            raise ValueError("the bridge's first leg must be the customer's (it is the left channel)")
         loop = asyncio.get_running_loop()
         started_at = self.clock()
         recording_id = uuid.uuid4().hex
@@ -530,16 +532,21 @@ class RecordingService:
             tap=tap,
             loop_time=loop.time,
         )
-        if isinstance(agent, Bridge):
-            if agent.a is not customer:
-                raise ValueError("the bridge's first leg must be the customer's (it is the left channel)")
-            handle.follow(agent)
-        elif agent is None:
-            handle._on_session(customer, tap)
-        else:
-            now = loop.time()
-            handle._on_session(customer, _LegTap(tap, LEFT, now))
-            handle._on_session(agent, _LegTap(tap, RIGHT, now))
+        try:
+            if isinstance(agent, Bridge):
+                handle.follow(agent)
+            elif agent is None:
+                handle._on_session(customer, tap)
+            else:
+                now = loop.time()
+                handle._on_session(customer, _LegTap(tap, LEFT, now))
+                handle._on_session(agent, _LegTap(tap, RIGHT, now))
+        except BaseException:
+            for detach in handle._detach:
+                detach()
+            recorder.close()
+            path.unlink(missing_ok=True)  # nothing was recorded: leave no file without a row
+            raise
         self._active[call_id] = handle
         self._ensure_ticker()
         handle._log.info("recording.started", path=relpath, trigger=handle.trigger, agent_id=meta.agent_id)
