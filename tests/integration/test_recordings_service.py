@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -79,7 +79,7 @@ async def test_database_outage_does_not_stop_the_recording(tmp_path: Path) -> No
 
 async def test_survey_answer_from_the_ivr_is_reported(db: async_sessionmaker[AsyncSession]) -> None:
     prompts = FakePrompts()
-    meta = {"agent_id": "a8", "campaign_id": 3, "campaign": "winter", "queue": "sales"}
+    meta: dict[str, Any] = {"agent_id": "a8", "campaign_id": 3, "campaign": "winter", "queue": "sales"}
     for call_id, digit in [("v-1", "2"), ("v-2", "1")]:
         call = FakeCall(prompts, id=call_id, reactions={"survey_question": [digit]}, durations={"survey_question": 1})
         answer = await asyncio.wait_for(run_survey(call, prompts), 5)
