@@ -99,11 +99,19 @@ from acd.storage import (
     store_agents,
     update_callback,
 )
+from acd.supervision import (
+    SupervisedTarget,
+    SupervisionManager,
+    SupervisionRefused,
+    SupervisorSettings,
+    TrustedCalls,
+)
 from infra.bus import EventBus
 from ivr.announce import AnnouncementPolicy, play_hold
 from ivr.menu import CallerHungUp, HangUp, MenuSet, RequestCallback, RouteToQueue, RouteToVoicemail, run_menu
 from ivr.prompts import PromptError
 from ivr.steps import PromptSource, digit_reader
+from telephony.aio.supervision import DEFAULT_FEATURE_CODES, DEFAULT_KEYS, LEAVE, SupervisionMode
 from telephony.aio.ua import Call, UserAgent
 from telephony.media.bridge import Bridge
 from telephony.media.player import tone
@@ -124,6 +132,8 @@ __all__ = [
     "NoAgent",
     "QueueSettings",
     "QueueStatus",
+    "SupervisionRefused",
+    "SupervisorSettings",
     "VoicemailRecorded",
 ]
 
@@ -278,6 +288,17 @@ class AcdServiceConfig(_Model):
     ``dids`` maps a dialled number (the Request-URI user) to ``menu:<name>`` or ``queue:<id>``.
     ``callback_uri`` is where callbacks are dialled, ``{number}`` being the customer's number
     (normally the trunk, e.g. ``sip:{number}@carrier.example``).
+
+    ``supervisors`` are the accounts that may listen, whisper and barge (``acd.supervision``):
+    they register like agents and dial ``supervision_codes`` (prefix -> mode, default ``*22``
+    listen, ``*23`` whisper, ``*24`` barge) followed by an agent's extension; in the session
+    ``supervision_keys`` switch mode (default 1/2/3, # or * to leave). A console user
+    supervises with the supervisor account whose id equals its username.
+    ``trusted_supervisor_calls``: a feature-code INVITE from a trusted source is not digest
+    challenged, so nothing proves who sent it; ``refuse`` (the default) answers 403,
+    ``registered_source`` accepts it when it comes from the address and port of the
+    supervisor's authenticated registration (only where trusted hosts carry no untrusted
+    callers, such as single-host test set-ups).
     """
 
     queues: list[QueueSettings]
@@ -303,7 +324,32 @@ class AcdServiceConfig(_Model):
     caller_lookup: bool = True
     stats_interval_s: float = Field(default=1.0, gt=0)
     outbound_wait_s: float = Field(default=1.5, gt=0)
+    supervisors: list[SupervisorSettings] = Field(default_factory=list)
+    supervision_codes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FEATURE_CODES))
+    supervision_keys: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_KEYS))
+    supervisor_ring_timeout_s: float = Field(default=30.0, gt=0)
+    trusted_supervisor_calls: TrustedCalls = "refuse"
     seed: int | None = None
+
+    @field_validator("supervision_codes")
+    @classmethod
+    def _codes(cls, value: dict[str, str]) -> dict[str, str]:
+        for prefix, mode in value.items():
+            if not prefix or any(c not in "0123456789*#" for c in prefix):
+                raise ValueError(f"supervision code {prefix!r} must be dialable: digits, * and #, e.g. '*22'")
+            if mode not in set(SupervisionMode):
+                raise ValueError(f"supervision code {prefix!r} maps to {mode!r}; use listen, whisper or barge")
+        return value
+
+    @field_validator("supervision_keys")
+    @classmethod
+    def _keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, action in value.items():
+            if len(key) != 1 or key not in "0123456789*#ABCD":
+                raise ValueError(f"supervision key {key!r} is not a DTMF key; use one of 0-9, *, #, A-D")
+            if action != LEAVE and action not in set(SupervisionMode):
+                raise ValueError(f"supervision key {key!r} maps to {action!r}; use listen, whisper, barge or leave")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -319,6 +365,17 @@ class AcdServiceConfig(_Model):
         queues = {q.id for q in self.queues}
         if len(queues) != len(self.queues):
             raise ValueError("a queue id is defined twice; queue ids must be unique")
+        agent_users = {a.username for a in self.agents}
+        seen: set[str] = set()
+        for sup in self.supervisors:
+            if sup.id in seen or sup.username in seen:
+                raise ValueError(f"supervisor {sup.id!r} is defined twice; supervisor ids and usernames must be unique")
+            seen.update((sup.id, sup.username))
+            if sup.username in agent_users:
+                raise ValueError(
+                    f"supervisor {sup.id!r} uses SIP username {sup.username!r}, which an agent has; "
+                    "give the supervisor account its own username"
+                )
         for did, target in self.dids.items():
             kind, _, name = target.partition(":")
             if kind == "queue" and name in queues:
@@ -348,7 +405,7 @@ class AcdServiceConfig(_Model):
     def from_mapping(cls, data: Mapping[str, Any]) -> AcdServiceConfig:
         """Build from TOML-like tables: ``queues`` and ``agents`` may be tables keyed by id."""
         raw = dict(data)
-        for key in ("queues", "agents"):
+        for key in ("queues", "agents", "supervisors"):
             value = raw.get(key)
             if isinstance(value, Mapping):
                 raw[key] = [{"id": k, **v} for k, v in value.items()]
@@ -530,6 +587,7 @@ class AcdService:
         self._members: dict[str, list[str]] = {q.id: [] for q in config.queues}
         self._agents: dict[str, _Agent] = {}
         self._by_username: dict[str, _Agent] = {}
+        self._by_extension: dict[str, str] = {}
         self._customers: dict[str, _Customer] = {}
         self._numbers: dict[str, str] = {}
         self._callbacks: dict[str, _Callback] = {}
@@ -552,6 +610,18 @@ class AcdService:
         self._stopping = False
         self._beep = tone(config.beep_hz, config.beep_s, 0.3)
         self._error_tone = tone(300.0, 0.3, 0.3)
+        self.supervision = SupervisionManager(
+            config.supervisors,
+            ua=ua,
+            bus=bus,
+            host=self,
+            spawn=self._spawn,
+            log_line=self._log,
+            codes=config.supervision_codes,
+            keys=config.supervision_keys,
+            trusted_calls=config.trusted_supervisor_calls,
+            ring_timeout_s=config.supervisor_ring_timeout_s,
+        )
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -566,6 +636,16 @@ class AcdService:
             agent = _Agent(spec=spec, parser=CodeParser(self.config.zone, timeout_s=self.config.code_timeout_s))
             self._agents[spec.id] = agent
             self._by_username[spec.username] = agent
+            if spec.extension:
+                if spec.extension in self._by_extension:
+                    log.error(
+                        "acd.extension_taken",
+                        extension=spec.extension,
+                        agents=[self._by_extension[spec.extension], spec.id],
+                        fix="give each agent its own extension; supervision codes reach the first one only",
+                    )
+                else:
+                    self._by_extension[spec.extension] = spec.id
             for qid in spec.queues:
                 if qid not in self._members:
                     raise UnknownQueueError(
@@ -579,6 +659,12 @@ class AcdService:
             rng=random.Random(self.config.seed),
             now=self._loop.time(),
         )
+        realm = self.ua.config.realm
+        for sup in self.config.supervisors:
+            if sup.password:
+                credentials[sup.username] = {a: ha1(sup.username, realm, sup.password, a) for a in _HA1_ALGORITHMS}
+            else:
+                log.warning("acd.supervisor_without_password", supervisor=sup.id, fix="give it a password")
         self._install_credentials(credentials)
         if self.sessionmaker is not None:
             await store_agents(
@@ -619,6 +705,7 @@ class AcdService:
         self._stopping = True
         if self.ua.on_incoming == self._on_incoming:
             self.ua.on_incoming = self._prev_incoming
+        await self.supervision.stop()
         customer_calls = [c.call for c in self._customers.values() if not c.call.ended]
         await self._hangup_all(customer_calls)
         agent_legs = [
@@ -1039,6 +1126,8 @@ class AcdService:
             self.on_bridged(customer.call, agent_leg, customer.bridge)
 
     def _unbridge(self, customer: _Customer) -> None:
+        # A supervision mixes these legs instead of the bridge: end it before the legs are reused.
+        self.supervision.call_unbridged(customer.acd_id)
         if customer.bridge is not None:
             customer.bridge.stop()
             customer.bridge = None
@@ -1123,6 +1212,8 @@ class AcdService:
             self._spawn(self._agent_login_call(call), "acd-login")
         elif user in self.config.dids:
             self._spawn(self._inbound(call, self.config.dids[user]), "acd-inbound")
+        elif (code := self.supervision.feature_code(user)) is not None:
+            self._spawn(self.supervision.feature_call(call, *code), "acd-supervision")
         elif self._prev_incoming is not None:
             self._prev_incoming(call)
         else:
@@ -1633,6 +1724,37 @@ class AcdService:
     async def force_logout(self, agent_id: str) -> None:
         self._agent(agent_id)
         self._feed(lambda now: self._core.agent_logout(agent_id, now, "supervisor"), raise_errors=True)
+
+    async def supervise(
+        self, supervisor_id: str, agent_id: str, mode: SupervisionMode | str
+    ) -> Literal["ringing", "switched"]:
+        """Ring supervisor ``supervisor_id``'s softphone into the agent's call to listen, whisper or
+        barge; switch mode when that supervisor already supervises the agent. Raises
+        :class:`~acd.supervision.SupervisionRefused` (or UnknownAgentError) saying what to do."""
+        self._agent(agent_id)
+        return await self.supervision.supervise(supervisor_id, agent_id, mode)
+
+    # -- what supervision asks of the service (acd.supervision.SupervisionHost) ------------------------
+
+    def agent_for_extension(self, extension: str) -> str | None:
+        """The agent dialled as ``extension``: its configured extension, else an agent with that id."""
+        agent_id = self._by_extension.get(extension)
+        if agent_id is None and extension in self._agents and self._agents[extension].spec.extension is None:
+            agent_id = extension
+        return agent_id
+
+    def extension_of(self, agent_id: str) -> str:
+        return self._agent(agent_id).spec.extension or agent_id
+
+    def supervised_call(self, agent_id: str) -> SupervisedTarget | None:
+        agent = self._agent(agent_id)
+        customer = self._customers.get(agent.call_id or "")
+        if customer is None or customer.phase != "connected" or customer.agent_id != agent.id:
+            return None
+        leg = agent.nailed if agent.spec.mode is ConnectionMode.NAILED else agent.talk_leg
+        if leg is None or leg.ended or customer.call.ended or customer.bridge is None:
+            return None
+        return SupervisedTarget(agent.id, customer.acd_id, customer.queue, customer.call, leg, customer.bridge)
 
     # == public API: figures ======================================================================
 

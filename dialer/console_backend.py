@@ -5,22 +5,38 @@ do what the ACD's state machine allows (a paused agent is not offered a call, an
 a call is never given another). Database-side operations (dispositions on the CDR,
 callbacks, the customer view, campaign pause and resume) share their implementation with
 the console's development backend, which already writes them correctly.
+
+Supervision: the console user's name is the supervisor account's id (``[acd.options.supervisors]``,
+``id = "<console username>"``); ``supervise`` rings that account's registered softphone and
+the ACD starts listen, whisper or barge when it is answered (or switches mode when the user
+already supervises that agent). The ACD's supervision events are mirrored as the console's
+own ``SupervisionStarted``/``SupervisionEnded`` so the wallboard shows who listens to whom.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from acd import AcdError
-from dialer.web.backend import Conflict, ConsoleBackend, CustomerView, LocalBackend, NotFound
+from acd import AcdError, UnknownAgentError
+from acd.supervision import SupervisionRefused
+from dialer.web import events as web_events
+from dialer.web.backend import BackendError, Conflict, ConsoleBackend, CustomerView, LocalBackend, NotFound
 from dialer.web.events import SuperviseMode
+from telephony.aio import supervision as acd_supervision
 
 if TYPE_CHECKING:
     from acd.service import AcdService
     from dialer.app import DialerApp
 
-__all__ = ["AppBackend"]
+__all__ = ["AppBackend", "NotASupervisor"]
+
+
+class NotASupervisor(BackendError):
+    """The console user has no supervisor account to supervise with (HTTP 403)."""
+
+    status = 403
 
 
 class AppBackend(ConsoleBackend):
@@ -28,6 +44,35 @@ class AppBackend(ConsoleBackend):
         assert app.sessionmaker is not None
         self.app = app
         self._db = LocalBackend(app.bus, app.sessionmaker)
+        self._remove_relay = app.bus.add_listener(
+            self._relay_supervision,
+            types=(
+                acd_supervision.SupervisionStarted,
+                acd_supervision.SupervisionModeChanged,
+                acd_supervision.SupervisionEnded,
+            ),
+        )
+
+    def close(self) -> None:
+        self._remove_relay()
+        self._db.close()
+
+    def _relay_supervision(self, event: object) -> None:
+        bus = self.app.bus
+        if isinstance(event, acd_supervision.SupervisionStarted | acd_supervision.SupervisionModeChanged):
+            bus.publish(
+                web_events.SupervisionStarted(
+                    agent_id=event.agent,
+                    supervisor=event.supervisor,
+                    mode=event.mode.value,
+                    call_id=event.call_id,
+                    at=time.monotonic(),
+                )
+            )
+        elif isinstance(event, acd_supervision.SupervisionEnded):
+            bus.publish(
+                web_events.SupervisionEnded(agent_id=event.agent, supervisor=event.supervisor, at=time.monotonic())
+            )
 
     @property
     def _acd(self) -> AcdService:
@@ -64,10 +109,19 @@ class AppBackend(ConsoleBackend):
             raise Conflict(str(exc)) from exc
 
     async def supervise(self, supervisor: str, agent_id: str, mode: SuperviseMode) -> None:
-        raise Conflict(
-            "starting supervision from the console is not wired yet; dial *22<extension> (listen), "
-            "*23 (whisper) or *24 (barge) from the supervisor's phone"
-        )
+        """Ring ``supervisor``'s softphone (the account with the console user's name) into the call."""
+        try:
+            await self._acd.supervise(supervisor, agent_id, mode)
+        except UnknownAgentError as exc:
+            raise NotFound(str(exc)) from exc
+        except SupervisionRefused as exc:
+            if exc.kind == "not_supervisor":
+                raise NotASupervisor(str(exc)) from exc
+            if exc.kind == "unknown_agent":
+                raise NotFound(str(exc)) from exc
+            raise Conflict(str(exc)) from exc
+        except (AcdError, ValueError) as exc:
+            raise Conflict(str(exc)) from exc
 
     async def set_disposition(self, call_id: str, code: str, notes: str, *, agent_id: str) -> None:
         acd: Any = self.app.acd
