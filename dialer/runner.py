@@ -606,6 +606,8 @@ class CampaignRunner:
                 return
             live.owner = decision.owner
             self.bucket.take(asyncio.get_running_loop().time())
+            # Counted as ringing before the task runs, so the next pacing decision sees it.
+            self.live[lead.lead_id] = live
             self._spawn(self._attempt(live))
         elif isinstance(decision, Defer):
             await store.defer_lead(self.sm, lead.lead_id, self.node, decision.at, decision.reason, now)
