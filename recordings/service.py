@@ -653,6 +653,16 @@ class RecordingService:
         )
         return True
 
+    async def set_outcome(self, recording_id: str, outcome: str | None) -> bool:
+        """Record the call's outcome or disposition after the recording stopped (e.g. after wrap-up)."""
+        if self.sessionmaker is None:
+            return False
+        async with self.sessionmaker() as session, session.begin():
+            result = await session.execute(
+                update(Recording).where(Recording.id == recording_id).values(outcome=outcome)
+            )
+        return bool(getattr(result, "rowcount", 0))
+
     # -- retention -------------------------------------------------------------------------------
     async def run_retention(self, now: datetime, *, days: int | None = None, dry_run: bool = False) -> RetentionReport:
         """Delete recordings from UTC days before ``now - days`` (default ``retention_days``).

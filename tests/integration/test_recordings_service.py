@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from infra.db import create_engine, create_sessionmaker, migrate
 from ivr.survey import run_survey
 from ivr.testing import FakeCall, FakePrompts
+from recordings.models import Recording
 from recordings.qa import save_survey_answer, survey_report
 from recordings.recorder import sha256_file
 from recordings.service import Policy, RecordingMeta, RecordingPolicy, RecordingService, sample_draw
@@ -58,6 +59,10 @@ async def test_record_by_policy(db: async_sessionmaker[AsyncSession], tmp_path: 
     summary = await handle.stop()
     assert bridge.tap is None and summary.saved
     assert (await handle.stop()) == summary  # a second stop returns the same result
+    assert await service.set_outcome(handle.id, "SALE") and not await service.set_outcome("nope", "SALE")
+    async with db() as session:
+        row = await session.get(Recording, handle.id)
+    assert row is not None and row.outcome == "SALE"
     with pytest.raises(ValueError, match="first leg must be the customer's"):
         await service.start("wrong-way", cast(MediaSession, b), bridge)
 
