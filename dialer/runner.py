@@ -75,6 +75,7 @@ __all__ = [
     "callback_times",
     "check_dial",
     "lead_zones",
+    "runner_service_factory",
 ]
 
 log = structlog.get_logger(__name__)
@@ -365,6 +366,7 @@ class CampaignRunner:
         timers: RunnerTimers | None = None,
         amd_config: AmdConfig | None = None,
         callback_grace: timedelta = timedelta(minutes=5),
+        prompts: Any = None,
     ) -> None:
         if "{number}" not in trunk_uri:
             raise ValueError(f"trunk_uri {trunk_uri!r} must contain {{number}}, e.g. 'sip:{{number}}@carrier:5060'")
@@ -378,6 +380,8 @@ class CampaignRunner:
         self.clock = clock
         self.trunk = trunk or TrunkLines(10_000)
         self.from_host = from_host
+        self.prompts = prompts
+        self._abandon_given = abandon_audio is not None
         self.abandon_audio = abandon_audio if abandon_audio is not None else tone(440.0, 1.0, 0.3)
         self.machine_message = machine_message
         self.recorder = recorder
@@ -440,6 +444,8 @@ class CampaignRunner:
                 options: dict[str, float] = {"ratio": s.pacing.lines_per_agent} if s.pacing.mode == "power" else {}
                 self.model = make_pacing(s.pacing.mode, **options)
                 self.bucket = TokenBucket(s.pacing.calls_per_second, now=asyncio.get_running_loop().time())
+            if not self._abandon_given:
+                self._load_abandon_prompt(s.abandon_prompt)
             if first:
                 self.ledger = AbandonLedger(s.pacing.target_abandon_rate, s.timezone or "UTC")
             else:
@@ -448,6 +454,19 @@ class CampaignRunner:
         if was != self.status:
             log.info("runner.status", campaign=self.name, status=self.status, was=was)
             self.wake()
+
+    def _load_abandon_prompt(self, name: str) -> None:
+        """The campaign's abandon message from the prompt library (its name, else the shipped
+        ``abandon_message``); a plain tone only when neither exists, with a warning."""
+        if self.prompts is None:
+            return
+        for candidate in (name, "abandon_message"):
+            try:
+                self.abandon_audio = self.prompts.load(candidate)
+                return
+            except Exception:  # PromptNotFoundError, or an unreadable file: try the next one
+                continue
+        log.warning("runner.no_abandon_prompt", campaign=self.name, prompt=name, fix="add the WAV to the prompts dir")
 
     def wake(self) -> None:
         self._wake.set()
@@ -1210,3 +1229,42 @@ class RunnerService:
         return await store.apply_disposition(
             self.sm, code=code, note=note, call_id=call_id, attempt_id=attempt_id, agent_id=agent_id, now=self.clock()
         )
+
+
+async def runner_service_factory(app: Any) -> RunnerService | None:
+    """The campaign runner for ``dialer run``: dials through ``[trunk]``, connects answered calls
+    through the ACD (a campaign's ``queue`` setting, else the first ACD queue)."""
+    from dialer.runner_agents import AcdAgentPool
+    from ivr.prompts import SHIPPED_PROMPTS_DIR, PromptLibrary
+
+    s = app.settings
+    if app.ua is None or app.sessionmaker is None:
+        return None
+    if not s.trunk.host:
+        log.info("runner.disabled", reason="no [trunk] host: campaigns have nowhere to dial")
+        return None
+    acd = getattr(app, "acd", None)
+    if acd is None:
+        log.info("runner.disabled", reason="no [acd] queues: answered campaign calls would have no agents")
+        return None
+    transport = ";transport=tcp" if s.trunk.transport == "tcp" else ""
+    trunk_uri = f"sip:{{number}}@{s.trunk.host}:{s.trunk.port}{transport}"
+    default_queue = acd.queue_ids[0] if acd.queue_ids else "default"
+
+    def pool_for(row: store.CampaignRow) -> AgentPool:
+        queue = row.settings.queue or default_queue
+        return AcdAgentPool(acd, lambda _cid: queue, bus=app.bus)
+
+    return RunnerService(
+        sessionmaker=app.sessionmaker,
+        ua=app.ua,
+        pool_for=pool_for,
+        trunk_uri=trunk_uri,
+        bus=app.bus,
+        node=f"{s.site.name}:{socket.gethostname()}",
+        trunk=TrunkLines(s.trunk.max_channels),
+        runner_options={
+            "from_host": s.trunk.from_domain,
+            "prompts": PromptLibrary(s.site.data_dir / "prompts", SHIPPED_PROMPTS_DIR),
+        },
+    )

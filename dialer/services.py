@@ -90,6 +90,8 @@ def _console_backend(app: DialerApp) -> Any:
 
 
 def default_services() -> list[ServiceFactory]:
+    from dialer.runner import runner_service_factory
     from dialer.web.server import console_service_factory
 
-    return [acd_service, console_service_factory(_console_backend)]
+    # The runner connects answered calls through the ACD, so it starts after it.
+    return [acd_service, runner_service_factory, console_service_factory(_console_backend)]
