@@ -263,3 +263,39 @@ async def test_console_supervise_rings_the_supervisor_and_switches_mode(scene: S
     assert rows[-1].event == "SPYEND" and rows[-1].data4 == "supervisor_hung_up"
     await asyncio.sleep(0.2)
     assert await listen_all(ears) == {"customer": {"agent"}, "agent": {"customer"}}
+
+
+async def test_nailed_agent_next_customer_is_bridged_after_a_supervised_call(tmp_path: Path) -> None:
+    cfg = config(queues=[queue("q", wrapup_s=0.0)], agents=[agent("1001", extension="101", mode="nailed")])
+    async with world(tmp_path, cfg) as w:
+        agent_phone = await w.phone("1001")
+        supervisor = await w.phone("sam")
+        nailed = await agent_phone.login_nailed(w.port)
+        await until(lambda: w.state("1001") == "ready", what="nailed login")
+        first = await w.call(DID, "15550001")
+        await until(lambda: w.state("1001") == "on_call", what="first customer bridged")
+        s = Scene(w, agent_phone, supervisor, first, [])
+        sup = await s.dial("*22101")
+        await until(lambda: bool(w.of(SupervisionStarted)), what="supervision started")
+        s.play("supervisor", sup)
+        ear = Ear(sup)
+        s.play("customer", first)
+        s.play("agent", nailed)
+        await asyncio.sleep(0.2)
+        assert (await listen_all({"supervisor": ear}, 0.5))["supervisor"] == {"customer", "agent"}
+        await first.hangup()
+        await asyncio.wait_for(sup.wait_ended(), 5)
+        assert [e.reason for e in w.of(SupervisionEnded)] == ["call_ended"]
+        assert not nailed.ended  # the agent's nailed leg stays up for the next customer
+        await until(lambda: w.state("1001") == "ready", what="agent ready again")
+        second = await w.call(DID, "15550002")
+        await until(lambda: w.state("1001") == "on_call", what="second customer bridged")
+        s.players.append(asyncio.create_task(second.play(tone(FREQ["customer"], 2.0, AMPLITUDE), loop=True)))
+        ears = {"customer": Ear(second), "agent": Ear(nailed)}
+        await asyncio.sleep(0.3)
+        try:
+            assert await listen_all(ears) == {"customer": {"agent"}, "agent": {"customer"}}
+        finally:
+            for task in s.players:
+                task.cancel()
+            await asyncio.gather(*s.players, return_exceptions=True)
