@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from acd.service import AcdServiceConfig
 from acd.supervision import SupervisionRefused
 from telephony.aio.supervision import SupervisionEnded, SupervisionModeChanged, SupervisionStarted
 from telephony.aio.ua import Call, UAConfig, UserAgent
@@ -299,3 +300,23 @@ async def test_nailed_agent_next_customer_is_bridged_after_a_supervised_call(tmp
             for task in s.players:
                 task.cancel()
             await asyncio.gather(*s.players, return_exceptions=True)
+
+
+def test_supervisor_config_is_checked() -> None:
+    base = {"queues": [{"id": "q"}], "agents": [{"id": "1001", "extension": "101"}]}
+    cfg = AcdServiceConfig.from_mapping({**base, "supervisors": {"sam": {"password": "pw", "name": "Sam"}}})
+    assert [(s.id, s.username, s.name) for s in cfg.supervisors] == [("sam", "sam", "Sam")]
+    assert "pw" not in repr(cfg.supervisors[0])
+    assert cfg.supervision_codes == {"*22": "listen", "*23": "whisper", "*24": "barge"}
+    assert cfg.trusted_supervisor_calls == "refuse"
+    for extra, message in (
+        ({"supervisors": [{"id": "1001"}]}, "SIP username '1001', which an agent has"),
+        ({"supervisors": [{"id": "a"}, {"id": "b", "sip_username": "a"}]}, "defined twice"),
+        ({"supervision_codes": {"*22": "spy"}}, "maps to 'spy'; use listen, whisper or barge"),
+        ({"supervision_codes": {"22x": "listen"}}, "must be dialable"),
+        ({"supervision_keys": {"x": "listen"}}, "'x' is not a DTMF key"),
+        ({"supervision_keys": {"9": "mute"}}, "maps to 'mute'"),
+        ({"trusted_supervisor_calls": "allow"}, "refuse"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            AcdServiceConfig.from_mapping({**base, **extra})
