@@ -81,6 +81,7 @@ class DialerApp:
         await self.mqtt.start()
 
         self.ua = UserAgent(self._ua_config())
+        self.ua.accepting = False  # 503 + Retry-After until the services below are up
         await self.ua.start()
         self._start_trunk()
 
@@ -91,6 +92,7 @@ class DialerApp:
             await service.start()
             self.services.append(service)
             log.info("app.service_started", service=service.name)
+        self.ua.accepting = True
         log.info("app.started", sip=f"{s.sip.listen_host}:{self.ua.port}", site=s.site.name)
 
     def _ua_config(self) -> UAConfig:

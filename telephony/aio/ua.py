@@ -448,6 +448,9 @@ class UserAgent:
                 allow_rfc2069=self.config.allow_rfc2069,
             )
         self.stats = {"received": 0, "malformed": 0, "sent": 0}
+        # False while the application is still starting the services that handle calls:
+        # requests other than OPTIONS get 503 + Retry-After instead of a half-ready answer.
+        self.accepting = True
 
     # Lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -907,6 +910,11 @@ class UserAgent:
     # UAS requests ---------------------------------------------------------------------
     def _on_request(self, req: Request, tx: ServerTransaction) -> None:
         method = req.method
+        if not self.accepting and method not in ("OPTIONS", "ACK", "BYE", "CANCEL"):
+            self._respond(
+                tx, make_response(req.headers, 503, "Service Unavailable (starting)", extra=[("Retry-After", "1")])
+            )
+            return
         if method == "INVITE":
             self._on_invite(req, tx)
         elif method == "BYE":

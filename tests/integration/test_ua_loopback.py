@@ -279,3 +279,14 @@ async def test_a_reader_that_stops_does_not_swallow_the_next_digit(pair: tuple[U
     await out.send_dtmf("7")
     assert await asyncio.wait_for(first_digit(), 5) == "7"
     await out.hangup()
+
+
+async def test_not_accepting_answers_503_with_retry_after(pair: tuple[UserAgent, UserAgent]) -> None:
+    a, b = pair
+    b.accepting = False
+    out = await a.call(f"sip:bob@127.0.0.1:{b.port}")
+    res = await asyncio.wait_for(out.wait_answered(), 5)
+    assert res.sip_status == 503 and res.outcome is CallOutcome.UNAVAILABLE
+    ping = await a.options(f"sip:bob@127.0.0.1:{b.port}")
+    assert ping is not None and ping.status == 200  # still reachable for monitoring
+    b.accepting = True
