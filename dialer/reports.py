@@ -39,7 +39,7 @@ Definitions (the CLI help repeats them; the tests compute them by hand):
 Functions take an :class:`~sqlalchemy.ext.asyncio.AsyncSession` and the current instant ``now``
 (never read the clock) and return frozen dataclasses; :func:`write_csv` writes them as UTF-8 CSV
 with a BOM (Excel then opens Chinese names correctly), numbers unformatted, instants in ISO 8601 UTC.
-SQL groups rows (15-minute UTC buckets for the hour chart, exact for half-hour zones) so a month
+SQL groups rows (quarter-hour buckets for the hour chart, exact for half-hour zones) so a month
 of CDRs comes back as a few thousand rows; works on SQLite and PostgreSQL.
 """
 
@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import structlog
-from sqlalchemy import Integer, String, and_, case, cast, exists, func, inspect, literal_column, not_, or_, select
+from sqlalchemy import BigInteger, Integer, String, and_, case, cast, func, inspect, literal_column, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -317,16 +317,15 @@ def _human_answered_known() -> ColumnElement[bool]:
     )
 
 
-def _quarter_bucket(session: AsyncSession, column: Any) -> tuple[Any, Any]:
-    """(UTC 'YYYY-MM-DD HH', quarter of the hour 0-3) of an instant, in SQL."""
-    # Constants are literal SQL, not bound parameters: PostgreSQL must see the GROUP BY expression
-    # as the selected one, and $1 in one place and $4 in the other are different expressions to it.
+def _quarter_index(session: AsyncSession, column: Any) -> Any:
+    """Quarter-hours since the Unix epoch of an instant, in SQL (exact integer arithmetic).
+
+    Constants are literal SQL, not bound parameters: PostgreSQL must see the GROUP BY expression
+    as the selected one, and $1 in one place and $4 in the other are different expressions to it.
+    """
     if _dialect(session) == "postgresql":
-        utc = func.timezone(literal_column("'UTC'"), column)
-        minute = cast(func.extract("minute", utc), Integer)
-        return func.to_char(utc, literal_column("'YYYY-MM-DD HH24'")), minute.op("/")(literal_column("15"))
-    minute = cast(func.strftime(literal_column("'%M'"), column), Integer)
-    return func.strftime(literal_column("'%Y-%m-%d %H'"), column), minute.op("/")(literal_column("15"))
+        return cast(func.floor(func.extract("epoch", column) / literal_column("900")), BigInteger)
+    return cast(func.strftime(literal_column("'%s'"), column), Integer).op("/")(literal_column("900"))
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -529,21 +528,18 @@ async def campaign_report(
         )
     }
     leads_total = sum(by_status.values())
-    attempted = exists().where(CallAttempt.lead_id == Lead.id, upto)
-    leads_attempted = int(
-        (await session.execute(select(func.count()).where(Lead.campaign_id == cid, attempted))).scalar_one()
-    )
-    contacted = (
-        select(CallAttempt.lead_id)
-        .outerjoin(Disposition, _disposition_join())
-        .where(in_campaign, upto, _CONTACT, CallAttempt.lead_id.is_not(None))
-        .distinct()
-        .subquery()
-    )
-    leads_contacted = int((await session.execute(select(func.count()).select_from(contacted))).scalar_one())
-
     base = select().select_from(CallAttempt).outerjoin(Disposition, _disposition_join()).where(in_campaign)
-    attempts, contacts = (await session.execute(base.add_columns(func.count(), _count(_CONTACT)).where(upto))).one()
+    # One pass over the campaign's CDRs for the lifetime figures. A CDR's lead is in its campaign.
+    attempts, contacts, leads_attempted, leads_contacted = (
+        await session.execute(
+            base.add_columns(
+                func.count(),
+                _count(_CONTACT),
+                func.count(CallAttempt.lead_id.distinct()),
+                func.count(case((_CONTACT, CallAttempt.lead_id)).distinct()),
+            ).where(upto)
+        )
+    ).one()
     threshold = float(settings.effective_call_seconds)
     d_attempts, d_contacts, d_effective, d_success, d_agents = (
         await session.execute(
@@ -557,22 +553,32 @@ async def campaign_report(
         )
     ).one()
 
+    # The three abandon windows in one pass; the bound on dialled_at (a call is answered within
+    # minutes of its dialling) lets the (campaign_id, dialled_at) index narrow the scan.
     abandoned = _abandoned(session)
-
-    async def abandon_counts(after: datetime, until: datetime, *, include_start: bool) -> tuple[int, int]:
-        lower = CallAttempt.answered_at >= after if include_start else CallAttempt.answered_at > after
-        answered, dropped = (
-            await session.execute(
-                select(func.count(), _count(abandoned)).where(
-                    in_campaign, _human_answered_known(), lower, CallAttempt.answered_at <= until
-                )
+    since_30d, since_24h = as_of - timedelta(days=30), as_of - timedelta(hours=24)
+    in_today = and_(CallAttempt.answered_at >= day_start, CallAttempt.answered_at < day_end)
+    in_24h = CallAttempt.answered_at > since_24h
+    ab = (
+        await session.execute(
+            select(
+                _count(in_today),
+                _count(and_(in_today, abandoned)),
+                _count(in_24h),
+                _count(and_(in_24h, abandoned)),
+                func.count(),
+                _count(abandoned),
+            ).where(
+                in_campaign,
+                CallAttempt.dialled_at > since_30d - timedelta(hours=1),
+                CallAttempt.dialled_at <= as_of,
+                _human_answered_known(),
+                CallAttempt.answered_at > since_30d,
+                CallAttempt.answered_at <= as_of,
             )
-        ).one()
-        return int(answered), int(dropped)
-
-    today = await abandon_counts(day_start, min(as_of, day_end - timedelta(microseconds=1)), include_start=True)
-    last_24h = await abandon_counts(as_of - timedelta(hours=24), as_of, include_start=False)
-    last_30d = await abandon_counts(as_of - timedelta(days=30), as_of, include_start=False)
+        )
+    ).one()
+    today, last_24h, last_30d = (int(ab[0]), int(ab[1])), (int(ab[2]), int(ab[3])), (int(ab[4]), int(ab[5]))
 
     at_risk = await leads_at_risk(session, name, now=as_of, within=at_risk_within, site_tz=site_tz)
     hours = await _hours(session, cid, as_of, _fallback_zone(settings, site_tz))
@@ -583,13 +589,13 @@ async def campaign_report(
         timezone=tz,
         leads_total=leads_total,
         leads_by_status=by_status,
-        leads_attempted=leads_attempted,
-        penetration=_ratio(leads_attempted, leads_total),
+        leads_attempted=int(leads_attempted),
+        penetration=_ratio(int(leads_attempted), leads_total),
         attempts=int(attempts),
         contacts=int(contacts),
         contact_rate=_ratio(int(contacts), int(attempts)),
-        leads_contacted=leads_contacted,
-        lead_contact_rate=_ratio(leads_contacted, leads_total),
+        leads_contacted=int(leads_contacted),
+        lead_contact_rate=_ratio(int(leads_contacted), leads_total),
         day_attempts=int(d_attempts),
         day_contacts=int(d_contacts),
         day_effective=int(d_effective),
@@ -615,18 +621,18 @@ async def campaign_report(
 
 
 async def _hours(session: AsyncSession, campaign_id: int, as_of: datetime, fallback_tz: str) -> tuple[HourRow, ...]:
-    hour_key, quarter = _quarter_bucket(session, CallAttempt.dialled_at)
+    quarter = _quarter_index(session, CallAttempt.dialled_at)
     stmt = (
-        select(hour_key, quarter, Contact.timezones, func.count(), _count(_CONTACT))
+        select(quarter, Contact.timezones, func.count(), _count(_CONTACT))
         .select_from(CallAttempt)
         .outerjoin(Disposition, _disposition_join())
         .outerjoin(Contact, Contact.id == CallAttempt.contact_id)
         .where(CallAttempt.campaign_id == campaign_id, CallAttempt.dialled_at < as_of)
-        .group_by(hour_key, quarter, Contact.timezones)
+        .group_by(quarter, Contact.timezones)
     )
     per_hour: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for key, q, zones, attempts, contacts in await session.execute(stmt):
-        at = datetime.strptime(key, "%Y-%m-%d %H").replace(tzinfo=UTC) + timedelta(minutes=15 * int(q))
+    for q, zones, attempts, contacts in await session.execute(stmt):
+        at = datetime.fromtimestamp(int(q) * 900, UTC)
         h = at.astimezone(zone(_zone_of(zones, fallback_tz))).hour
         per_hour[h][0] += int(attempts)
         per_hour[h][1] += int(contacts)

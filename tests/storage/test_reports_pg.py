@@ -1,4 +1,4 @@
-"""The report queries on both back ends: SQL that differs by dialect (15-minute UTC buckets for the
+"""The report queries on both back ends: SQL that differs by dialect (quarter-hour buckets for the
 hour chart, seconds between two instants for the 2 s abandon rule, JSON look-ups of alternate
 numbers, GROUP BY of the contact's zones) must give the hand-computed figures on SQLite and PostgreSQL."""
 
