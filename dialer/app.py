@@ -59,6 +59,7 @@ class DialerApp:
     trunk_keepalive: OptionsKeepalive | None = None
     services: list[Service] = field(default_factory=list)
     acd: Any = None  # acd.service.AcdService when [acd.queues] is configured
+    recordings: Any = None  # recordings.service.RecordingService
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     # Start-up -----------------------------------------------------------------------------

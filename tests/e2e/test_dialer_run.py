@@ -175,3 +175,14 @@ queues = { sales = 0 }
     db = sqlite3.connect(tmp_path / "data" / "dialer.db")
     verbs = [r[0] for r in db.execute("select event from queue_log order by id")]
     assert "LOGIN" in verbs and "ENTERQUEUE" in verbs and "CONNECT" in verbs, verbs
+    rows = list(db.execute("select path, duration, sha256, agent_id, queue from recordings"))
+    assert len(rows) == 1, "the bridged call was not recorded (queue policy defaults to all)"
+    path, duration, sha, agent_id, queue = rows[0]
+    assert agent_id == "a1" and queue == "sales" and duration > 0.5 and sha
+    import wave
+
+    files = list((tmp_path / "data").rglob("*.wav"))
+    recorded = [f for f in files if f.name.endswith(".wav") and str(f).endswith(path)]
+    assert recorded, (path, files)
+    with wave.open(str(recorded[0])) as w:
+        assert w.getnchannels() == 2 and w.getframerate() == 8000
