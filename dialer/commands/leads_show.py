@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -89,10 +90,10 @@ def show(
                 a.number + (f" (#{a.number_index + 1})" if a.number_index else ""),
                 f"{a.ring_s:.0f}s" if a.ring_s is not None else "-",
                 hms(a.talk_s) if a.talk_s is not None else "-",
-                outcome,
-                sip,
-                a.agent_id or "-",
-                a.disposition or "-",
+                escape(outcome),
+                escape(sip),
+                escape(a.agent_id or "-"),
+                escape(a.disposition or "-"),
                 marks,
             )
         out.print(table)

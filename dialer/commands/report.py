@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -120,7 +121,7 @@ def agents(
     campaign: Annotated[str | None, typer.Option("--campaign", help="Only this campaign's attempts")] = None,
     csv_out: CsvOption = None,
     tz: Annotated[
-        str | None, typer.Option("--tz", help="Time zone of the day (default: the site's, [site] timezone)")
+        str | None, typer.Option("--tz", help="Time zone of the day (default: the site's, site.timezone in the config)")
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -151,7 +152,7 @@ def agents(
     rows: list[AgentDayRow] = run_report(settings, work)
     if csv_out is not None:
         write_rows(csv_out, rows, columns_of(AgentDayRow))
-    title = f"Agents {day:%Y-%m-%d} ({zone_name})" + (f", campaign {campaign}" if campaign else "")
+    title = f"Agents {day:%Y-%m-%d} ({zone_name})" + (f", campaign {escape(campaign)}" if campaign else "")
     table = Table(title=title)
     for name in ("agent", "name"):
         table.add_column(name)
@@ -166,8 +167,8 @@ def agents(
         if r.occupancy_source == "estimate":
             occ, estimates = f"~{occ}", True
         table.add_row(
-            r.agent_id,
-            r.agent_name or "",
+            escape(r.agent_id),
+            escape(r.agent_name or ""),
             str(r.attempts),
             str(r.contacts),
             str(r.effective),
@@ -179,7 +180,7 @@ def agents(
             hms(r.aht_s),
             hms(r.wrap_s),
             hms(r.staffed_s),
-            ", ".join(r.campaigns),
+            escape(", ".join(r.campaigns)),
         )
     out = console()
     if not rows:
@@ -249,7 +250,7 @@ def campaign(
     if hours_csv is not None:
         write_rows(hours_csv, r.hours, columns_of(HourRow))
     out = console()
-    summary = Table(title=f"Campaign {r.campaign}: {r.day:%Y-%m-%d} ({r.timezone}), as of {when(r.as_of)} UTC")
+    summary = Table(title=f"Campaign {escape(r.campaign)}: {r.day:%Y-%m-%d} ({r.timezone}), as of {when(r.as_of)} UTC")
     summary.add_column("figure")
     summary.add_column("value", justify="right")
     summary.add_column("detail")
@@ -330,9 +331,13 @@ def leads_at_risk(
         write_rows(csv_out, rows, columns_of(LeadAtRisk))
     out = console()
     if not rows:
-        out.print(f"no lead of {name!r} at risk: none open and uncontacted with a deadline within {within:g} h")
+        out.print(
+            f"no lead of {escape(repr(name))} at risk: none open and uncontacted with a deadline within {within:g} h"
+        )
         return
-    table = Table(title=f"{name}: {len(rows)} lead(s) at risk of missing the reach deadline (within {within:g} h)")
+    table = Table(
+        title=f"{escape(name)}: {len(rows)} lead(s) at risk of missing the reach deadline (within {within:g} h)"
+    )
     for col in ("lead", "phone", "name", "status", "attempts", "last outcome", "next attempt (local)"):
         table.add_column(col, justify="right" if col in ("lead", "attempts") else "left")
     table.add_column("deadline (local)")
@@ -343,14 +348,14 @@ def leads_at_risk(
         table.add_row(
             str(r.lead_id),
             r.phone,
-            r.name or "",
+            escape(r.name or ""),
             r.status,
             str(r.attempts),
-            r.last_outcome or "-",
+            escape(r.last_outcome or "-"),
             when(r.next_attempt_at, r.timezone),
             f"{r.deadline_local} {r.timezone}",
             left,
-            r.dayparts_tried or "-",
+            escape(r.dayparts_tried or "-"),
         )
     out.print(table)
 

@@ -78,7 +78,7 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> Seeded:
             ("L6", "+8613800138006", "陈静", SHANGHAI, "CN"),
             ("L7", "+8613800138007", "杨帆", SHANGHAI, "CN"),
             ("L8", "+8613800138008", "赵磊", SHANGHAI, "CN"),
-            ("L9", "+8613800138009", "黄丽", SHANGHAI, "CN"),
+            ("L9", "+8613800138009", "[VIP] 黄丽", SHANGHAI, "CN"),
             ("L10", "+8613800138010", "周杰", SHANGHAI, "CN"),
         ]:
             alt = ["+8613900139004"] if key == "L4" else []

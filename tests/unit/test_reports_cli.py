@@ -133,7 +133,8 @@ def test_report_leads_at_risk(seeded_cli: tuple[Invoke, Seeded], tmp_path: Path)
     rows = read_csv(tmp_path / "risk.csv")
     assert [int(r["lead_id"]) for r in rows] == [seeded.leads[k] for k in ("L10", "L5", "L6")]
     assert rows[1]["name"] == "刘洋" and rows[1]["hours_left"] == "2.0"
-    assert "4 lead(s) at risk" in cli("report", "leads-at-risk", "spring", "--within", "72")
+    wide = cli("report", "leads-at-risk", "spring", "--within", "72")
+    assert "4 lead(s) at risk" in wide and "[VIP] 黄丽" in wide  # names are not Rich markup
     assert "1 lead(s) at risk" in cli("report", "leads-at-risk", "spring", "--within", "0.5")  # overdue L10
     assert "no lead of 'autumn' at risk" in cli("report", "leads-at-risk", "autumn")
 
