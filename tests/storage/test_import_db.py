@@ -70,8 +70,11 @@ async def test_mixed_good_and_bad_rows(db: Db, tmp_path: Path) -> None:
 
 async def test_gb18030_and_bom_files_with_chinese_headers(db: Db, tmp_path: Path) -> None:
     await make_campaign(db)
-    one = await import_list(db.sessionmaker, DATA / "gb18030_chinese.csv", campaign="sales", now=NOW)
-    two = await import_list(db.sessionmaker, DATA / "utf8_bom_semicolon.csv", campaign="sales", now=NOW)
+    rejects = tmp_path / "rejects.csv"
+    one = await import_list(db.sessionmaker, DATA / "gb18030_chinese.csv", campaign="sales", now=NOW, rejects_path=rejects)
+    two = await import_list(
+        db.sessionmaker, DATA / "utf8_bom_semicolon.csv", campaign="sales", now=NOW, rejects_path=rejects
+    )
     assert (one.imported, one.encoding) == (3, "gb18030")
     assert (two.imported, two.encoding, two.delimiter) == (2, "utf-8-sig", ";")
     async with db.sessionmaker() as s:
@@ -106,9 +109,10 @@ async def test_duplicates_merge_within_file_and_against_campaign(db: Db, tmp_pat
 
 async def test_reimport_is_idempotent(db: Db, tmp_path: Path) -> None:
     await make_campaign(db)
-    first = await import_list(db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", now=NOW)
+    rejects = tmp_path / "rejects.csv"
+    first = await import_list(db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", now=NOW, rejects_path=rejects)
     before = await snapshot(db)
-    again = await import_list(db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", now=NOW)
+    again = await import_list(db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", now=NOW, rejects_path=rejects)
     assert await snapshot(db) == before
     assert again.imported == 0
     assert again.merged == first.imported + first.merged
@@ -246,7 +250,9 @@ async def test_killed_import_is_invisible_and_discarded_next_time(db: Db, tmp_pa
 async def test_dry_run_counts_exactly_and_writes_nothing(db: Db, tmp_path: Path) -> None:
     await make_campaign(db)
     before = await snapshot(db)
-    summary = await import_list(db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", dry_run=True, now=NOW)
+    summary = await import_list(
+        db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", dry_run=True, now=NOW, rejects_path=tmp_path / "r.csv"
+    )
     assert (summary.imported, summary.merged, summary.rejected) == (3, 1, 4)
     assert await snapshot(db) == before
 
