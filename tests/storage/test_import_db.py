@@ -110,9 +110,10 @@ async def test_duplicates_merge_within_file_and_against_campaign(db: Db, tmp_pat
 async def test_reimport_is_idempotent(db: Db, tmp_path: Path) -> None:
     await make_campaign(db)
     rejects = tmp_path / "rejects.csv"
-    first = await import_list(db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", now=NOW, rejects_path=rejects)
+    mixed = DATA / "mixed_rows.csv"
+    first = await import_list(db.sessionmaker, mixed, campaign="sales", now=NOW, rejects_path=rejects)
     before = await snapshot(db)
-    again = await import_list(db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", now=NOW, rejects_path=rejects)
+    again = await import_list(db.sessionmaker, mixed, campaign="sales", now=NOW, rejects_path=rejects)
     assert await snapshot(db) == before
     assert again.imported == 0
     assert again.merged == first.imported + first.merged
