@@ -71,7 +71,9 @@ async def test_mixed_good_and_bad_rows(db: Db, tmp_path: Path) -> None:
 async def test_gb18030_and_bom_files_with_chinese_headers(db: Db, tmp_path: Path) -> None:
     await make_campaign(db)
     rejects = tmp_path / "rejects.csv"
-    one = await import_list(db.sessionmaker, DATA / "gb18030_chinese.csv", campaign="sales", now=NOW, rejects_path=rejects)
+    one = await import_list(
+        db.sessionmaker, DATA / "gb18030_chinese.csv", campaign="sales", now=NOW, rejects_path=rejects
+    )
     two = await import_list(
         db.sessionmaker, DATA / "utf8_bom_semicolon.csv", campaign="sales", now=NOW, rejects_path=rejects
     )
@@ -252,8 +254,9 @@ async def test_dry_run_counts_exactly_and_writes_nothing(db: Db, tmp_path: Path)
     await make_campaign(db)
     before = await snapshot(db)
     summary = await import_list(
-        db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", dry_run=True, now=NOW, rejects_path=tmp_path / "r.csv"
-    )
+        db.sessionmaker, DATA / "mixed_rows.csv", campaign="sales", dry_run=True, now=NOW,
+        rejects_path=tmp_path / "r.csv",
+    )  # fmt: skip
     assert (summary.imported, summary.merged, summary.rejected) == (3, 1, 4)
     assert await snapshot(db) == before
 
