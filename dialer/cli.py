@@ -16,6 +16,7 @@ from dialer.commands import dnc as dnc_commands
 from dialer.commands import leads as leads_commands
 from dialer.commands import lists as lists_commands
 from dialer.commands import recordings as recordings_commands
+from dialer.commands import report as report_commands
 from dialer.commands import run as run_command
 from dialer.commands import simulate as simulate_commands
 from dialer.commands import sip as sip_commands
@@ -39,6 +40,7 @@ app.add_typer(lists_commands.app, name="lists")
 app.add_typer(dnc_commands.app, name="dnc")
 app.add_typer(leads_commands.app, name="leads")
 app.add_typer(recordings_commands.app, name="recordings")
+app.add_typer(report_commands.app, name="report")
 
 
 def main() -> None:

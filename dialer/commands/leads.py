@@ -41,3 +41,8 @@ def export(
 
     count = run_with_db(settings, work)
     typer.echo(f"exported {count} leads of {campaign!r} to {out}")
+
+
+from dialer.commands import leads_show  # noqa: E402 - registered last, after the group exists
+
+app.command("show")(leads_show.show)

@@ -97,6 +97,22 @@ def _field(loc: tuple[Any, ...]) -> str:
     return f"{where} field {name!r}" if where in ("query", "path", "header") else f"field {name!r}"
 
 
+def _qa_router(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> Any:
+    """Recordings search, playback and QA scoring (recordings.web), behind the console's roles."""
+    from dialer.web.deps import require
+    from dialer.web.models import Role
+    from recordings.qa import QaForms
+    from recordings.web import make_router
+
+    return make_router(
+        sessionmaker,
+        lambda role, write=False: require(Role(role), csrf=write),
+        root=settings.recordings.root(settings.site.data_dir),
+        forms=QaForms.from_config(settings.recordings.qa_forms),
+        timezone=settings.site.timezone,
+    )
+
+
 def create_app(
     *,
     settings: Settings,
@@ -153,6 +169,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(_qa_router(settings, sessionmaker))
     _install_error_handlers(app, ctx)
 
     @app.get("/openapi.json", include_in_schema=False)
