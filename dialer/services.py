@@ -13,6 +13,7 @@ import structlog
 from pydantic import ValidationError
 
 from dialer.app import DialerApp, Service, ServiceFactory
+from infra.settings import Settings
 
 if TYPE_CHECKING:
     from acd.service import AcdService, AcdServiceConfig
@@ -21,13 +22,19 @@ log = structlog.get_logger(__name__)
 
 
 def acd_config(app: DialerApp) -> AcdServiceConfig | None:
+    """The ACD service's config for this app (trunk addresses are trusted), or None."""
+    trusted = sorted(app.ua.config.trusted_sources) if app.ua is not None else []
+    return acd_config_from_settings(app.settings, trusted_sources=trusted)
+
+
+def acd_config_from_settings(s: Settings, *, trusted_sources: list[str] | None = None) -> AcdServiceConfig | None:
     """The ACD service's config from `[acd]`, or None when no queue is configured.
 
-    Raises ValueError with one line naming the section and the problem.
+    Raises ValueError with one line naming the key and the problem (also used by
+    `dialer config check`).
     """
     from acd.service import AcdServiceConfig
 
-    s = app.settings
     a = s.acd
     if not a.queues:
         return None
@@ -43,16 +50,23 @@ def acd_config(app: DialerApp) -> AcdServiceConfig | None:
     }
     if a.menus:
         raw["menus"] = a.menus
-    if app.ua is not None:
-        raw.setdefault("trusted_sources", sorted(app.ua.config.trusted_sources))
+    if trusted_sources:
+        raw.setdefault("trusted_sources", trusted_sources)
     if s.trunk.host:
         raw.setdefault("callback_uri", f"sip:{{number}}@{s.trunk.host}:{s.trunk.port}")
     try:
-        return AcdServiceConfig.from_mapping(raw)
+        config = AcdServiceConfig.from_mapping(raw)
+        for q in config.queues:  # the pure core's own checks (skill levels, destinations...)
+            q.core()
+        for agent in config.agents:
+            agent.core()
+        return config
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ValueError(f"[acd] {where}: {first['msg']} (input {first.get('input')!r})") from None
+    except ValueError as exc:  # menus and destinations raise plain ValueErrors naming the place
+        raise ValueError(f"[acd] {' '.join(str(exc).split())}") from None
 
 
 class _AcdAdapter:

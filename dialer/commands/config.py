@@ -97,12 +97,16 @@ async def _as_coroutine(factory: Callable[[], Awaitable[T]]) -> T:
 def check(file: Annotated[Path, typer.Argument(help="The settings TOML file to validate")]) -> None:
     """Validate a settings file (every section and every [campaigns.<name>]) without starting anything."""
     from dialer.campaigns import settings_from_config
+    from dialer.services import acd_config_from_settings
 
     try:
         settings = load_settings(file)
         campaigns = settings_from_config(settings.campaigns, str(file))
+        acd_config_from_settings(settings)
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
+    except ValueError as exc:
+        fail(f"{file}: {exc}", EXIT_CONFIG)
     names = ", ".join(sorted(campaigns)) or "none"
     typer.echo(f"ok: {file}: database {_safe_url(settings.database_url)}; campaigns: {names}")
 

@@ -1,0 +1,33 @@
+"""`dialer config check` validates the [acd] section the way `dialer run` will use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from dialer.cli import app
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "example.toml"
+
+
+def test_example_config_is_valid() -> None:
+    result = CliRunner().invoke(app, ["config", "check", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert "ok:" in result.output
+
+
+def test_bad_skill_level_fails_on_one_line_naming_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(EXAMPLE.read_text().replace("escalation = [[0, 7], [30, 4], [60, 1]]", "escalation = [[0, 17]]"))
+    result = CliRunner().invoke(app, ["config", "check", str(bad)])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "[acd]" in lines[0] and "17" in lines[0] and "between 1 and 10" in lines[0]
+
+
+def test_unknown_strategy_names_the_allowed_ones(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(EXAMPLE.read_text().replace('strategy = "longest-idle"', 'strategy = "fastest"'))
+    result = CliRunner().invoke(app, ["config", "check", str(bad)])
+    assert result.exit_code == 2 and "strategy" in result.output and "longest-idle" in result.output
