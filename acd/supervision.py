@@ -82,7 +82,7 @@ SPY_VERBS: Final[Mapping[str, tuple[str, ...]]] = {
 
 TrustedCalls = Literal["refuse", "registered_source"]
 Origin = Literal["phone", "console"]
-RefusalKind = Literal["not_supervisor", "unknown_agent", "not_on_call", "busy", "not_registered"]
+RefusalKind = Literal["not_supervisor", "not_on_call", "busy", "not_registered"]
 
 
 class SupervisorSettings(BaseModel):
@@ -107,10 +107,10 @@ class SupervisorSettings(BaseModel):
 class SupervisionRefused(AcdError):
     """A supervision request that was turned down; ``kind`` says why, the message what to do.
 
-    ``kind``: ``not_supervisor`` (not a supervisor account: SIP 403), ``unknown_agent`` (no
-    such agent or extension: 404), ``not_on_call`` (the agent has no bridged customer: 480),
-    ``busy`` (the call or the supervisor is already in a session: 486), ``not_registered``
-    (the console cannot ring a softphone that is not registered).
+    ``kind``: ``not_supervisor`` (not a supervisor account: SIP 403), ``not_on_call`` (the
+    agent has no bridged customer: 480), ``busy`` (the call or the supervisor is already in
+    a session: 486), ``not_registered`` (the console cannot ring a softphone that is not
+    registered).
     """
 
     def __init__(self, message: str, *, kind: RefusalKind) -> None:

@@ -117,8 +117,6 @@ class AppBackend(ConsoleBackend):
         except SupervisionRefused as exc:
             if exc.kind == "not_supervisor":
                 raise NotASupervisor(str(exc)) from exc
-            if exc.kind == "unknown_agent":
-                raise NotFound(str(exc)) from exc
             raise Conflict(str(exc)) from exc
         except (AcdError, ValueError) as exc:
             raise Conflict(str(exc)) from exc
