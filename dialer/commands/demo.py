@@ -1,143 +1,101 @@
-"""`dialer demo`: see the product work on loopback, with no carrier, database server or broker.
+"""`dialer demo`: the whole product on embedded defaults, on loopback, in a few minutes.
 
-This first stage exercises the telephony core the way the product uses it: a PBX-side user
-agent with a registrar and digest auth, an agent softphone that registers to it, and
-customers behind a simulated carrier who answer, are busy, or never pick up. The table
-shows each call's typed outcome, SIP status and what was heard. The campaign and ACD
-stages join this command as they land.
+SQLite in a data directory, the embedded MQTT broker, the SIP stack, the ACD with an IVR, the
+predictive campaign runner, recordings and the web console, all real; only the people (agents,
+customers) and the carrier are simulated (:mod:`dialer.sim`). See :mod:`dialer.demo.run` for
+the order of a run. At the end the agent and campaign reports are printed by the same code as
+``dialer report agents`` and ``dialer report campaign``, from the run's database.
+
+Exit status: 0 after a run (1 with ``--check`` when it made no effective call or no
+recording), 1 when the demo cannot start, 2 for a bad demo file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import time
+import os
+import sys
+from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
-from rich.table import Table
-
-from telephony import Call, CallOutcome, UAConfig, UserAgent
-from telephony.media.player import tone
 
 
 def demo(
-    calls: Annotated[int, typer.Option(help="Customer calls to place")] = 6,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Logs on stderr")] = False,
+    minutes: Annotated[float, typer.Option("--minutes", "-m", help="How long the campaign runs", min=0.05)] = 3.0,
+    agents: Annotated[int, typer.Option("--agents", "-a", help="Simulated agents (nailed softphones)", min=1)] = 8,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Where the database, recordings and rejects go (default: a new temp dir)"),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated people's choices")] = 1,
+    no_view: Annotated[
+        bool, typer.Option("--no-view", help="One summary line every few seconds instead of the live view (CI logs)")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 unless the run made an effective call and a recording (CI)")
+    ] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="Demo file (default: config/demo/demo.toml)")] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Logs on stderr instead of DATA_DIR/demo.log")
+    ] = False,
 ) -> None:
-    """Run a short live demonstration on 127.0.0.1 and print what happened."""
-    from infra.logging import configure_logging
+    """Run the dialer on loopback with simulated agents, customers and carrier, then print the reports."""
+    from dialer.demo.config import DEFAULT_DEMO_FILE
+    from dialer.demo.run import DemoError, DemoOptions, run_demo
+    from infra.settings import ConfigError
 
-    configure_logging(level="info" if verbose else "warning")
-    asyncio.run(_demo(calls))
-
-
-async def _demo(n_calls: int) -> None:
+    if not sys.stdout.isatty():
+        # Piped into a log: keep the report tables whole instead of folding them into 80 columns.
+        os.environ.setdefault("COLUMNS", "160")
     console = Console()
-    pbx = UserAgent(UAConfig(host="127.0.0.1", port=0, user="pbx", accounts={"agent1": "demo-secret"}))
-    agent = UserAgent(UAConfig(host="127.0.0.1", port=0, user="agent1", registrar=False))
-    carrier = UserAgent(UAConfig(host="127.0.0.1", port=0, user="carrier", registrar=False))
-    for ua in (pbx, agent, carrier):
-        await ua.start()
-    console.print(f"[bold]PBX[/] listening on udp/tcp 127.0.0.1:{pbx.port}; carrier on :{carrier.port}")
-    behaviours = ["answer", "busy", "no_answer", "answer", "reject", "answer"]
-    heard: dict[str, float] = {}
-    agent_done = asyncio.Event()
+    options = DemoOptions(
+        minutes=minutes,
+        agents=agents,
+        data_dir=data_dir,
+        seed=seed,
+        view=not no_view and console.is_terminal,
+        config_path=config or DEFAULT_DEMO_FILE,
+        verbose=verbose,
+    )
+    with contextlib.suppress(ImportError):
+        import uvloop
 
-    async def customer(call: Call, behaviour: str) -> None:
-        if behaviour == "busy":
-            await call.reject(486)
-        elif behaviour == "reject":
-            await call.reject(603)
-        elif behaviour == "no_answer":
-            await call.ring()
-        else:
-            await call.ring()
-            await asyncio.sleep(0.3)
-            await call.answer()
-            await call.play(tone(440.0, 1.0, 0.3))
-
-    pending: list[str] = []
-
-    def on_carrier_call(call: Call) -> None:
-        behaviour = pending.pop(0) if pending else "answer"
-        asyncio.get_running_loop().create_task(customer(call, behaviour))
-
-    carrier.on_incoming = on_carrier_call
-
-    async def agent_phone(call: Call) -> None:
-        await call.answer()
-        digits: list[str] = []
-        async for d in call.dtmf():
-            digits.append(d)
-            if d == "#":
-                break
-        heard["agent_dtmf"] = float(len(digits))
-        heard["agent_digits"] = float(int("".join(digits).rstrip("#") or 0))
-        agent_done.set()
-
-    def on_agent_call(call: Call) -> None:
-        asyncio.get_running_loop().create_task(agent_phone(call))
-
-    agent.on_incoming = on_agent_call
-
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        resp = await agent.register(f"sip:127.0.0.1:{pbx.port}", "agent1", "demo-secret", expires=300)
+        result = asyncio.run(run_demo(options, console))
+    except ConfigError as exc:
+        typer.echo(f"dialer demo: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except DemoError as exc:
+        typer.echo(f"dialer demo: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+    from dialer.commands import report
+
+    console.rule("Reports")
+    report.agents(date_text=None, campaign=None, csv_out=None, tz=None, config=result.config_file)
+    report.campaign(
+        result.campaign, csv_out=None, hours_csv=None, date_text=None, within=12.0, config=result.config_file
+    )
+    console.rule("Where things are")
+    wavs = result.recordings
+    console.print(f"recordings: {wavs} WAV file(s) (stereo: customer left, agent right) in {result.recordings_dir}")
+    console.print(f"rejected import rows with reasons: {result.rejects_file or '(none)'}")
+    console.print(f"database: {result.settings.database_url}")
+    console.print(f"log: {result.log_file}")
+    console.print(
+        f"more: dialer report agents --config {result.config_file}  |  "
+        f"dialer recordings list --config {result.config_file}"
+    )
+    if result.interrupted:
+        console.print("[yellow]ended early by Ctrl-C[/]")
+    if result.effective == 0 or wavs == 0:
         console.print(
-            f"agent1 registered with digest auth: [green]{resp.status if resp else 'no answer'}[/]"
-            if resp is not None and resp.status == 200
-            else "[red]agent1 could not register[/]"
+            f"[yellow]note:[/] this run made {result.effective} effective call(s) and {wavs} recording(s); "
+            "a longer run (--minutes 3) makes more"
         )
-        table = Table(title="Customer calls through the simulated carrier")
-        for col in ("#", "behaviour", "outcome", "SIP", "ring s", "audio heard"):
-            table.add_column(col)
-        for i in range(n_calls):
-            behaviour = behaviours[i % len(behaviours)]
-            pending.append(behaviour)
-            t0 = time.monotonic()
-            call = await pbx.call(f"sip:+1555000{i:04d}@127.0.0.1:{carrier.port}", ring_timeout=2.0)
-            outcome = await call.wait_answered()
-            ring = time.monotonic() - t0
-            audio = "-"
-            if outcome.outcome is CallOutcome.ANSWERED and call.media is not None:
-                frames: list[np.ndarray] = []
-                tap = call.media.new_tap(functools.partial(_keep_left, frames))
-                call.media.add_tap(tap)
-                await asyncio.sleep(1.2)
-                call.media.remove_tap(tap)
-                pcm = np.concatenate(frames) if frames else np.zeros(0, np.int16)
-                audio = f"{_dominant(pcm):.0f} Hz tone" if pcm.size else "silence"
-                await call.hangup()
-            else:
-                await call.wait_ended()
-            table.add_row(
-                str(i + 1), behaviour, outcome.outcome.value, str(outcome.sip_status or "-"), f"{ring:.1f}", audio
-            )
-        console.print(table)
-        # The PBX calls the registered agent through its binding; the agent keys in a code.
-        out = await pbx.call("sip:agent1@127.0.0.1")
-        if (await out.wait_answered()).outcome is CallOutcome.ANSWERED:
-            await out.send_dtmf("42#")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(agent_done.wait(), 5)
-            await out.hangup()
-        console.print(
-            f"PBX -> agent1 through the registrar: DTMF received by the agent = "
-            f"[bold]{int(heard.get('agent_digits', -1))}[/] ({int(heard.get('agent_dtmf', 0))} keys incl. #)"
-        )
-    finally:
-        for ua in (pbx, agent, carrier):
-            await ua.close()
-
-
-def _keep_left(sink: list[np.ndarray], left: np.ndarray, right: np.ndarray) -> None:
-    sink.append(left)
-
-
-def _dominant(pcm: np.ndarray) -> float:
-    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64)))
-    spectrum[:5] = 0
-    return float(np.argmax(spectrum) * 8000 / max(len(pcm), 1))
+        if check:
+            raise typer.Exit(1)

@@ -1,0 +1,203 @@
+"""Services the demo adds to the app: the campaign runner and recordings, wired to the live ACD.
+
+``dialer.services.default_services`` starts the ACD and the web console. The demo also needs the
+campaign runner (:class:`dialer.runner.RunnerService`, agents from the ACD through
+:class:`dialer.runner_agents.AcdAgentPool`) and recordings (:class:`recordings.service.RecordingService`)
+fed by the calls themselves. :class:`RecordingHookup` is that feed:
+
+- a campaign call is recorded through the runner's ``recorder`` hook, once the customer is
+  bridged, under the campaign's recording policy; the recording's id and path go on the CDR;
+- an inbound queue call is recorded when the ACD connects it to an agent, under the queue's
+  policy (``[recordings.queues.<q>]``, else ``[recordings.default_policy]``);
+- every recording stops when the customer's leg ends, and the service finishes the rest on stop.
+
+Both record the bridge the ACD built (customer left, agent right), found through the ACD's
+``on_bridged`` hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from dialer.campaigns import CampaignSettings
+from infra.bus import EventBus
+from recordings.service import RecordingHandle, RecordingMeta, RecordingService, RecordingsRunner
+from telephony import Call, CallDirection
+from telephony.media.bridge import Bridge
+
+if TYPE_CHECKING:
+    from acd.service import AcdService
+    from dialer.app import DialerApp, ServiceFactory
+    from dialer.runner import RunnerService
+
+__all__ = ["RecordingHookup", "recordings_factory", "runner_factory"]
+
+log = structlog.get_logger(__name__)
+
+CampaignLookup = Callable[[int], tuple[str, CampaignSettings] | None]
+
+
+class RecordingHookup:
+    """Starts and stops recordings of live calls; see the module docstring."""
+
+    def __init__(self, service: RecordingService, bus: EventBus, campaigns: CampaignLookup) -> None:
+        self.service = service
+        self.bus = bus
+        self.campaigns = campaigns
+        self._bridges: dict[str, tuple[Call, Bridge]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._remove: Callable[[], None] | None = None
+
+    def attach(self, acd: AcdService) -> None:
+        from acd import CallConnected
+
+        acd.on_bridged = self._on_bridged
+        self._remove = self.bus.add_listener(self._on_connected, types=CallConnected)
+
+    def detach(self) -> None:
+        if self._remove is not None:
+            self._remove()
+            self._remove = None
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_bridged(self, customer: Call, agent_leg: Call, bridge: Bridge) -> None:
+        self._bridges[customer.id] = (customer, bridge)
+        self._spawn(self._forget_when_ended(customer))
+
+    async def _forget_when_ended(self, call: Call) -> None:
+        await call.wait_ended()
+        entry = self._bridges.get(call.id)
+        if entry is not None and entry[0] is call:
+            del self._bridges[call.id]
+
+    def _on_connected(self, event: Any) -> None:
+        entry = self._bridges.get(event.call_id)
+        if entry is None or entry[0].direction is not CallDirection.INBOUND:
+            return  # campaign calls are recorded through the runner's hook
+        call, bridge = entry
+        policy = self.service.policy_for(queue=event.queue)
+        meta = RecordingMeta(agent_id=event.agent_id, queue=event.queue)
+        self._spawn(self._record(call, bridge, meta, policy))
+
+    async def _record(
+        self, call: Call, bridge: Bridge | None, meta: RecordingMeta, policy: Any
+    ) -> RecordingHandle | None:
+        if call.media is None or call.ended:
+            return None
+        try:
+            handle = await self.service.record_by_policy(call.id, call.media, bridge, meta, policy)
+        except (OSError, ValueError, RuntimeError) as exc:  # a recording problem never breaks the call
+            log.warning("demo.recording_failed", call_id=call.id, error=str(exc))
+            return None
+        if handle is not None:
+            self._spawn(self._stop_when_ended(call, handle))
+        return handle
+
+    async def _stop_when_ended(self, call: Call, handle: RecordingHandle) -> None:
+        await call.wait_ended()
+        await handle.stop()
+
+    async def __call__(self, call: Call, agent_id: str, campaign_id: int) -> tuple[str, str] | None:
+        """The runner's ``recorder`` hook: record a bridged campaign call; (id, relative path) or None."""
+        entry = self._bridges.get(call.id)
+        bridge = entry[1] if entry is not None and entry[0] is call else None
+        found = self.campaigns(campaign_id)
+        name, settings = found if found is not None else (None, CampaignSettings())
+        policy = self.service.policy_for(campaign=settings.recording)
+        meta = RecordingMeta(agent_id=agent_id, campaign_id=campaign_id, campaign=name, queue=settings.queue)
+        handle = await self._record(call, bridge, meta, policy)
+        return (handle.id, handle.relpath) if handle is not None else None
+
+    async def close(self) -> None:
+        self.detach()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class _RecordingsService:
+    name = "recordings"
+
+    def __init__(self, runner: RecordingsRunner, hookup: RecordingHookup, app: DialerApp) -> None:
+        self.runner = runner
+        self.hookup = hookup
+        self.app = app
+
+    async def start(self) -> None:
+        if self.app.acd is not None:
+            self.hookup.attach(self.app.acd)
+        await self.runner.start()
+
+    async def stop(self) -> None:
+        await self.hookup.close()
+        await self.runner.stop()
+
+
+def recordings_factory(holder: dict[str, Any]) -> ServiceFactory:
+    """Recordings for the app: retention, finishing open files on stop, and :class:`RecordingHookup`
+    (kept in ``holder["hookup"]`` for the runner's factory)."""
+
+    async def factory(app: DialerApp) -> _RecordingsService:
+        service = RecordingService.from_settings(app.settings, app.sessionmaker, bus=app.bus)
+
+        def campaigns(campaign_id: int) -> tuple[str, CampaignSettings] | None:
+            runner_service: RunnerService | None = holder.get("runner")
+            runner = runner_service.runners.get(campaign_id) if runner_service is not None else None
+            return (runner.name, runner.settings) if runner is not None else None
+
+        hookup = RecordingHookup(service, app.bus, campaigns)
+        holder["hookup"] = hookup
+        interval = app.settings.recordings.retention_check_minutes * 60.0
+        return _RecordingsService(RecordingsRunner(service, interval=interval), hookup, app)
+
+    return factory
+
+
+def runner_factory(
+    holder: dict[str, Any], runner_options: dict[str, Any] | None = None, *, timers: Any = None
+) -> ServiceFactory:
+    """The campaign runner on the app's UA and trunk, agents from the ACD's queues."""
+
+    async def factory(app: DialerApp) -> RunnerService | None:
+        from dialer.runner import RunnerService, TrunkLines
+        from dialer.runner_agents import AcdAgentPool
+        from dialer.runner_store import CampaignRow
+
+        s = app.settings
+        if app.acd is None or app.ua is None or app.sessionmaker is None or not s.trunk.host:
+            log.warning("demo.runner_disabled", reason="the runner needs the ACD, the SIP stack and a trunk")
+            return None
+        acd = app.acd
+        default_queue = acd.queue_ids[0]
+
+        def pool_for(row: CampaignRow) -> AcdAgentPool:
+            queue = row.settings.queue or default_queue
+            return AcdAgentPool(acd, lambda _campaign_id: queue, bus=app.bus)
+
+        options = dict(runner_options or {})
+        hookup = holder.get("hookup")
+        if hookup is not None:
+            options.setdefault("recorder", hookup)
+        service = RunnerService(
+            sessionmaker=app.sessionmaker,
+            ua=app.ua,
+            pool_for=pool_for,
+            trunk_uri=f"sip:{{number}}@{s.trunk.host}:{s.trunk.port}",
+            bus=app.bus,
+            trunk=TrunkLines(s.trunk.max_channels),
+            timers=timers,
+            runner_options=options,
+        )
+        holder["runner"] = service
+        return service
+
+    return factory
