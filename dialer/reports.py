@@ -67,6 +67,7 @@ from dialer.windows import zone
 
 __all__ = [
     "ABANDON_GRACE_S",
+    "AbandonDay",
     "AgentDayRow",
     "AttemptLine",
     "CampaignReport",
@@ -74,6 +75,7 @@ __all__ = [
     "LeadAtRisk",
     "LeadHistory",
     "ReportError",
+    "abandon_by_day",
     "agent_day_report",
     "campaign_report",
     "day_bounds",
@@ -129,6 +131,14 @@ class HourRow:
     attempts: int
     contacts: int
     contact_rate: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AbandonDay:
+    day: date  # local day of the answer
+    human_answered: int
+    abandoned: int
+    rate: float | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -618,6 +628,63 @@ async def campaign_report(
         at_risk_within_hours=at_risk_within.total_seconds() / 3600,
         hours=hours,
     )
+
+
+async def abandon_by_day(
+    session: AsyncSession,
+    end_day: date,
+    days: int,
+    tz: str,
+    *,
+    campaign: str | None = None,
+    now: datetime | None = None,
+) -> list[AbandonDay]:
+    """Abandon rate per local day for the ``days`` days ending with ``end_day``: the series behind
+    :attr:`CampaignReport.abandon_today_rate` (same definition, same day, day for day).
+
+    With ``campaign`` the days are in its ``timezone`` setting, else ``tz``; without, every
+    campaign counts, in ``tz``. Calls answered at or after ``now`` are left out, as the campaign
+    report leaves out what follows its ``as_of``.
+    """
+    if days < 1:
+        raise ReportError(f"days={days}: give at least 1 day")
+    campaign_id: int | None = None
+    if campaign is not None:
+        camp = await get_campaign(session, campaign)
+        tz = _fallback_zone(campaign_settings(camp), tz)
+        campaign_id = camp.id
+    first = end_day - timedelta(days=days - 1)
+    start, _ = day_bounds(first, tz)
+    _, end = day_bounds(end_day, tz)
+    if now is not None:
+        end = min(end, now)
+    quarter = _quarter_index(session, CallAttempt.answered_at)
+    where = [
+        _human_answered_known(),
+        CallAttempt.answered_at >= start,
+        CallAttempt.answered_at < end,
+        # A call is answered within minutes of its dialling: lets the dialled_at index narrow the scan.
+        CallAttempt.dialled_at > start - timedelta(hours=1),
+        CallAttempt.dialled_at < end,
+    ]
+    if campaign_id is not None:
+        where.append(CallAttempt.campaign_id == campaign_id)
+    rows = await session.execute(
+        select(quarter, func.count(), _count(_abandoned(session))).where(*where).group_by(quarter)
+    )
+    z = zone(tz)
+    per_day: dict[date, list[int]] = defaultdict(lambda: [0, 0])
+    for q, answered, abandoned in rows:
+        # Quarter-hour buckets land on the right local day in every zone (offsets are whole quarters).
+        d = datetime.fromtimestamp(int(q) * 900, UTC).astimezone(z).date()
+        per_day[d][0] += int(answered)
+        per_day[d][1] += int(abandoned)
+    out = []
+    for i in range(days):
+        d = first + timedelta(days=i)
+        answered, abandoned = per_day.get(d, (0, 0))
+        out.append(AbandonDay(d, answered, abandoned, _ratio(abandoned, answered)))
+    return out
 
 
 async def _hours(session: AsyncSession, campaign_id: int, as_of: datetime, fallback_tz: str) -> tuple[HourRow, ...]:
