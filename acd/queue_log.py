@@ -65,6 +65,10 @@ VERBS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
     "CALLBACKATRISK": (("callback_id", "due_at"), "extension"),
     "CALLBACKDONE": (("callback_id",), "extension"),
     "CALLBACKFAILED": (("callback_id",), "extension"),
+    # Live supervision sessions (acd.supervision): who listened, whispered or barged, and how long.
+    "SPYSTART": (("supervisor", "mode", "origin", "supervisor_call_id"), "extension"),
+    "SPYMODE": (("supervisor", "mode", "previous", "by"), "extension"),
+    "SPYEND": (("supervisor", "mode", "duration_s", "reason"), "extension"),
 }
 
 

@@ -39,7 +39,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from acd._errors import AcdError
-from acd.queue_log import NO_QUEUE
+from acd.queue_log import NO_QUEUE, VERBS
 from acd.storage import LogLine
 from infra.bus import EventBus
 from telephony.aio.supervision import (
@@ -74,11 +74,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 #: queue_log verbs of supervision (extensions: Asterisk logs ChanSpy nowhere) -> data fields.
-SPY_VERBS: Final[Mapping[str, tuple[str, ...]]] = {
-    "SPYSTART": ("supervisor", "mode", "origin", "supervisor_call_id"),
-    "SPYMODE": ("supervisor", "mode", "previous", "by"),
-    "SPYEND": ("supervisor", "mode", "duration_s", "reason"),
-}
+SPY_VERBS: Final[Mapping[str, tuple[str, ...]]] = {verb: VERBS[verb][0] for verb in ("SPYSTART", "SPYMODE", "SPYEND")}
 
 TrustedCalls = Literal["refuse", "registered_source"]
 Origin = Literal["phone", "console"]
