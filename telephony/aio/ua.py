@@ -744,8 +744,13 @@ class UserAgent:
         except RemoteProtocolError as exc:
             self._malformed(exc, source)
             return
-        self._layer.receive(msg, source, self._now())
-        self._drain()
+        try:
+            self._layer.receive(msg, source, self._now())
+            self._drain()
+        except Exception:  # the last line of defence: one bad message never kills the socket
+            self.stats["malformed"] += 1
+            log.exception("sip.handler_error", source=f"{source.transport}:{source.host}:{source.port}")
+            self._flush()
 
     def _stamp_received(self, req: Request, source: Destination) -> None:
         """RFC 3261 §18.2.1 received and RFC 3581 rport on the top Via."""
