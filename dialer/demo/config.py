@@ -158,6 +158,9 @@ class DemoSection(_Model):
     dnc: str | None = "dnc.csv"
     campaign: str = "demo"
     inbound_did: str = "+442071838750"
+    #: the campaign's max_lines = ceil(agents x this): a fresh campaign has no history yet, and
+    #: its pacing starts from generic priors (25 % answer, 180 s talk) that overdial this crowd
+    max_lines_per_agent: float = Field(default=1.25, ge=1.0, le=10.0)
     window: WindowRule = Field(default_factory=WindowRule)
     customers: CustomerSettings = Field(default_factory=CustomerSettings)
     agents: AgentHabits = Field(default_factory=AgentHabits)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import secrets
 import signal
 import socket
@@ -305,6 +306,8 @@ async def _prepare_campaign(
         dnc = await import_dnc(sm, config.dnc_file)
         console.print(f"DNC list: {dnc.added} number(s) from {config.dnc_file.name}")
     settings = CampaignSettings.model_validate(config.campaign_table())
+    lines = max(1, math.ceil(options.agents * config.demo.max_lines_per_agent))
+    settings = settings.model_copy(update={"pacing": settings.pacing.model_copy(update={"max_lines": lines})})
     async with sm() as session, session.begin():
         campaign = await create_campaign(session, name, settings)
         campaign_id = int(campaign.id)

@@ -58,6 +58,7 @@ class DemoFigures:
     inbound_ids: set[str] = field(default_factory=set)
     inbound_connected: int = 0
     inbound_abandoned: int = 0
+    _placed: int = field(default=0, repr=False)
 
     def add_agent(self, agent_id: str, name: str) -> None:
         self.agents.setdefault(agent_id, AgentRow(agent_id, name))
@@ -103,7 +104,9 @@ class DemoFigures:
 
     @property
     def placed(self) -> int:
-        return self.attempts + self.lines_in_use
+        """Attempts ended plus lines in use (the runner's last figures, a second or two old)."""
+        self._placed = max(self._placed, self.attempts + self.lines_in_use)
+        return self._placed
 
     @property
     def answered(self) -> int:
