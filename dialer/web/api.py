@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from acd import AgentState
+from dialer import reports
 from dialer.campaigns import (
     CampaignError,
     CampaignSettings,
@@ -34,7 +35,6 @@ from dialer.campaigns import (
 )
 from dialer.lists.importer import ImportSummary, import_list
 from dialer.lists.reader import ListFileError
-from dialer.web import reports
 from dialer.web.auth import WebSession, hash_password, verify_password
 from dialer.web.backend import BackendError, CustomerView
 from dialer.web.deps import (
@@ -51,7 +51,7 @@ from dialer.web.events import SuperviseMode
 from dialer.web.models import Role, User
 from infra.db import utcnow
 
-__all__ = ["router", "run_upload", "upload_summary_out"]
+__all__ = ["report_now", "router", "run_upload", "upload_summary_out"]
 
 log = structlog.get_logger(__name__)
 
@@ -249,29 +249,6 @@ class ImportSummaryOut(BaseModel):
     warnings: list[str]
     seconds: float
     rejects_url: str | None = Field(description="download of the rejected rows with their reasons")
-
-
-class AgentEffectiveOut(BaseModel):
-    agent_id: str
-    attempts: int
-    contacts: int
-    effective: int
-    target: int
-    talk_s: float
-
-
-class AbandonDayOut(BaseModel):
-    day: date
-    human_answered: int
-    abandoned: int
-    rate: float | None
-
-
-class HourContactOut(BaseModel):
-    hour: int
-    attempts: int
-    contacts: int
-    rate: float | None
 
 
 class UserCreate(_In):
@@ -640,21 +617,70 @@ async def download_rejects(token: str, _: Manager, ctx: Ctx) -> FileResponse:
 
 
 # -- reports ----------------------------------------------------------------------------------
+# The CLI's report functions (dialer.reports), so the console and `dialer report ...` agree to
+# the call; their frozen dataclasses are the response models.
+
+
+def report_now(ctx: WebContext) -> datetime:
+    """The console's clock as an aware UTC instant (tests drive it; reports never read the wall clock)."""
+    return datetime.fromtimestamp(ctx.clock(), UTC)
 
 
 def _today(ctx: WebContext) -> date:
-    return datetime.now(ZoneInfo(ctx.settings.site.timezone)).date()
+    return report_now(ctx).astimezone(ZoneInfo(ctx.settings.site.timezone)).date()
 
 
-@router.get("/reports/effective", response_model=list[AgentEffectiveOut], tags=["reports"])
-async def report_effective(
+def _report_error(exc: Exception) -> HTTPException:
+    if isinstance(exc, CampaignError):
+        return HTTPException(404 if "no campaign named" in str(exc) else 409, str(exc))
+    return HTTPException(422, str(exc))
+
+
+@router.get("/reports/agents", response_model=list[reports.AgentDayRow], tags=["reports"])
+async def report_agents(
     _: Manager, ctx: Ctx, day: date | None = None, campaign: str | None = None
-) -> list[reports.AgentEffective]:
-    async with ctx.sessionmaker() as session:
-        return await reports.effective_by_agent(session, day or _today(ctx), ctx.settings.site.timezone, campaign)
+) -> list[reports.AgentDayRow]:
+    """Per agent for one local day, as `dialer report agents`: effective calls against the target, occupancy."""
+    try:
+        async with ctx.sessionmaker() as session:
+            return await reports.agent_day_report(
+                session, day or _today(ctx), ctx.settings.site.timezone, campaign=campaign or None, now=report_now(ctx)
+            )
+    except (CampaignError, reports.ReportError) as exc:
+        raise _report_error(exc) from None
 
 
-@router.get("/reports/abandon", response_model=list[AbandonDayOut], tags=["reports"])
+@router.get("/reports/campaigns/{name}", response_model=reports.CampaignReport, tags=["reports"])
+async def report_campaign(name: str, _: Manager, ctx: Ctx, day: date | None = None) -> reports.CampaignReport:
+    """The campaign's figures as `dialer report campaign`, with 24 rows of contact rate by local hour."""
+    try:
+        async with ctx.sessionmaker() as session:
+            return await reports.campaign_report(
+                session, name, now=report_now(ctx), site_tz=ctx.settings.site.timezone, day=day
+            )
+    except (CampaignError, reports.ReportError) as exc:
+        raise _report_error(exc) from None
+
+
+@router.get("/reports/campaigns/{name}/leads-at-risk", response_model=list[reports.LeadAtRisk], tags=["reports"])
+async def report_leads_at_risk(
+    name: str,
+    _: Manager,
+    ctx: Ctx,
+    within_hours: Annotated[float, Query(gt=0, le=24 * 366)] = 12.0,
+) -> list[reports.LeadAtRisk]:
+    """Open leads not yet contacted whose reach deadline falls within the hours given (or has passed)."""
+    try:
+        async with ctx.sessionmaker() as session:
+            return await reports.leads_at_risk(
+                session, name, now=report_now(ctx), within=timedelta(hours=within_hours),
+                site_tz=ctx.settings.site.timezone,
+            )  # fmt: skip
+    except (CampaignError, reports.ReportError) as exc:
+        raise _report_error(exc) from None
+
+
+@router.get("/reports/abandon", response_model=list[reports.AbandonDay], tags=["reports"])
 async def report_abandon(
     _: Manager,
     ctx: Ctx,
@@ -662,23 +688,15 @@ async def report_abandon(
     days: Annotated[int, Query(ge=1, le=366)] = 30,
     campaign: str | None = None,
 ) -> list[reports.AbandonDay]:
-    async with ctx.sessionmaker() as session:
-        return await reports.abandon_by_day(session, end or _today(ctx), days, ctx.settings.site.timezone, campaign)
-
-
-@router.get("/reports/contact-by-hour", response_model=list[HourContactOut], tags=["reports"])
-async def report_contact_hours(
-    _: Manager,
-    ctx: Ctx,
-    end: date | None = None,
-    days: Annotated[int, Query(ge=1, le=366)] = 30,
-    campaign: str | None = None,
-) -> list[reports.HourContact]:
-    last = end or _today(ctx)
-    async with ctx.sessionmaker() as session:
-        return await reports.contact_rate_by_hour(
-            session, last - timedelta(days=days - 1), last, ctx.settings.site.timezone, campaign
-        )
+    """Abandoned / human-answered per local day (the campaign's zone when one is given)."""
+    try:
+        async with ctx.sessionmaker() as session:
+            return await reports.abandon_by_day(
+                session, end or _today(ctx), days, ctx.settings.site.timezone, campaign=campaign or None,
+                now=report_now(ctx),
+            )  # fmt: skip
+    except (CampaignError, reports.ReportError) as exc:
+        raise _report_error(exc) from None
 
 
 # -- users ------------------------------------------------------------------------------------

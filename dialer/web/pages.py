@@ -16,11 +16,13 @@ from zoneinfo import ZoneInfo
 import structlog
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from acd import AgentState
+from dialer import reports as dialer_reports
 from dialer.campaigns import (
     CampaignError,
     CampaignSettings,
@@ -32,8 +34,17 @@ from dialer.campaigns import (
     update_campaign_settings,
 )
 from dialer.lists.reader import ListFileError
-from dialer.web import charts, reports
-from dialer.web.api import authenticate, customer_out, rejects_path, run_upload, start_session, upload_summary_out
+from dialer.models import CampaignStatus
+from dialer.web import charts
+from dialer.web.api import (
+    authenticate,
+    customer_out,
+    rejects_path,
+    report_now,
+    run_upload,
+    start_session,
+    upload_summary_out,
+)
 from dialer.web.auth import CSRF_FIELD, WebSession, hash_password
 from dialer.web.backend import BackendError
 from dialer.web.deps import (
@@ -47,6 +58,7 @@ from dialer.web.deps import (
 )
 from dialer.web.models import ROLE_RANK, Role, User
 from infra.db import utcnow
+from recordings.qa import survey_report
 
 __all__ = ["CAMPAIGN_FORM_FIELDS", "router"]
 
@@ -528,33 +540,72 @@ async def reports_page(
     days: int = 30,
     campaign: str = "",
 ) -> Response:
+    """The manager's figures from dialer.reports, the functions behind `dialer report agents/campaign`."""
     tz = ctx.settings.site.timezone
-    day = day or datetime.now(ZoneInfo(tz)).date()
+    now = report_now(ctx)
+    day = day or now.astimezone(ZoneInfo(tz)).date()
     days = max(1, min(days, 366))
-    camp = campaign or None
     async with ctx.sessionmaker() as s:
-        effective = await reports.effective_by_agent(s, day, tz, camp)
-        abandon = await reports.abandon_by_day(s, day, days, tz, camp)
-        hours = await reports.contact_rate_by_hour(s, day - timedelta(days=days - 1), day, tz, camp)
-        names = [c.name for c in await list_campaigns(s, include_archived=True)]
-    target = max((r.target for r in effective), default=None)
-    effective_chart = charts.bar_chart(
-        [r.agent_id for r in effective], [float(r.effective) for r in effective],
-        title=f"Effective calls per agent on {day}", target=float(target) if target else None,
-        target_label="daily target", highlight_below=float(target) if target else None,
+        all_campaigns = await list_campaigns(s, include_archived=True)
+        names = [c.name for c in all_campaigns]
+        error = None
+        if campaign and campaign not in names:
+            error = f"Error: no campaign named {campaign!r}; pick one from the list."
+            campaign = ""
+        camp = campaign or None
+        shown = [camp] if camp else [c.name for c in all_campaigns if c.status != CampaignStatus.ARCHIVED]
+        agents = await dialer_reports.agent_day_report(s, day, tz, campaign=camp, now=now)
+        campaign_reports = [await dialer_reports.campaign_report(s, n, now=now, site_tz=tz, day=day) for n in shown]
+        abandon = await dialer_reports.abandon_by_day(s, day, days, tz, campaign=camp, now=now)
+        at_risk = await dialer_reports.leads_at_risk(s, camp, now=now, site_tz=tz) if camp else []
+        since, _ = dialer_reports.day_bounds(day - timedelta(days=days - 1), tz)
+        _, until = dialer_reports.day_bounds(day, tz)
+        surveys_by_agent = await survey_report(s, by="agent", since=since, until=until, campaign=camp)
+        surveys_by_campaign = await survey_report(s, by="campaign", since=since, until=until, campaign=camp)
+    return render(
+        ctx, request, "reports.html", session, page="reports", day=day, days=days, campaign=campaign,
+        campaigns=names, tz=tz, error=error, agents=agents, campaign_reports=campaign_reports, abandon=abandon,
+        at_risk=at_risk, surveys_by_agent=surveys_by_agent, surveys_by_campaign=surveys_by_campaign,
+        effective_chart=_effective_chart(agents, day), abandon_chart=_abandon_chart(abandon, days),
+        hours_chart=_hours_chart(campaign_reports),
     )  # fmt: skip
-    abandon_chart = charts.line_chart(
+
+
+def _effective_chart(agents: list[dialer_reports.AgentDayRow], day: date) -> Markup:
+    dialled = [a for a in agents if a.daily_target]
+    targets = {a.daily_target for a in dialled}
+    labels = [a.agent_name or a.agent_id for a in dialled]
+    if len(targets) <= 1:
+        target = float(targets.pop()) if targets else None
+        return charts.bar_chart(
+            labels, [float(a.effective) for a in dialled], title=f"Effective calls per agent on {day}",
+            target=target, target_label="daily target", highlight_below=target,
+        )  # fmt: skip
+    # Agents in several campaigns answer to the sum of their targets: compare each with its own.
+    return charts.bar_chart(
+        labels, [a.target_reached or 0.0 for a in dialled], title=f"Effective calls per agent on {day}, of target",
+        target=1.0, target_label="daily target", percent=True, highlight_below=1.0,
+    )  # fmt: skip
+
+
+def _abandon_chart(abandon: list[dialer_reports.AbandonDay], days: int) -> Markup:
+    return charts.line_chart(
         [d.day.isoformat() for d in abandon], [d.rate for d in abandon],
         title=f"Abandon rate per day, last {days} days", limit=0.03, limit_label="legal limit",
     )  # fmt: skip
-    hours_chart = charts.bar_chart(
-        [f"{h.hour:02d}" for h in hours], [h.rate or 0.0 for h in hours],
-        title="Contact rate by hour of day", percent=True,
-    )  # fmt: skip
-    return render(
-        ctx, request, "reports.html", session, page="reports", day=day, days=days, campaign=campaign,
-        campaigns=names, effective=effective, abandon=abandon, hours=hours, tz=tz,
-        effective_chart=effective_chart, abandon_chart=abandon_chart, hours_chart=hours_chart,
+
+
+def _hours_chart(campaign_reports: list[dialer_reports.CampaignReport]) -> Markup:
+    attempts, contacts = [0] * 24, [0] * 24
+    for r in campaign_reports:
+        for h in r.hours:
+            attempts[h.hour] += h.attempts
+            contacts[h.hour] += h.contacts
+    if not any(attempts):
+        return charts.bar_chart([], [], title="Contact rate by hour of day")
+    return charts.bar_chart(
+        [f"{h:02d}" for h in range(24)], [contacts[h] / attempts[h] if attempts[h] else 0.0 for h in range(24)],
+        title="Contact rate by the callee's local hour of day", percent=True,
     )  # fmt: skip
 
 

@@ -213,9 +213,10 @@ async def test_openapi_describes_the_api(console: Console) -> None:
         "/api/campaigns",
         "/api/campaigns/{name}/settings",
         "/api/lists/upload",
-        "/api/reports/effective",
+        "/api/reports/agents",
+        "/api/reports/campaigns/{name}",
+        "/api/reports/campaigns/{name}/leads-at-risk",
         "/api/reports/abandon",
-        "/api/reports/contact-by-hour",
         "/api/users",
     ):
         assert path in paths, path
@@ -223,3 +224,6 @@ async def test_openapi_describes_the_api(console: Console) -> None:
     schemas = doc["components"]["schemas"]
     assert set(schemas["SuperviseRequest"]["properties"]["mode"]["enum"]) == {"listen", "whisper", "barge"}
     assert "CampaignSettings" in schemas
+    # The report responses are dialer.reports' own rows, the CLI's CSV columns.
+    assert {"daily_target", "occupancy_source"} <= set(schemas["AgentDayRow"]["properties"])
+    assert "hours" in schemas["CampaignReport"]["properties"]
