@@ -37,6 +37,8 @@ __all__ = ["DemoPeople"]
 
 log = structlog.get_logger(__name__)
 
+_NO_RTP_TIMEOUT_S = 24 * 3600.0
+
 
 class DemoPeople:
     """The carrier with its customers, the agents and the inbound callers of one demo run."""
@@ -79,6 +81,9 @@ class DemoPeople:
                 seed=self.seed,
                 media_ports=(30000, 39999),
             )
+            # Like most softphones (Linphone, MicroSIP), no RTP timeout: between customers the
+            # ACD sends nothing on an idle nailed leg, and the agent's line must stay up.
+            self.agents[agent_id].ua.config.media_timeout = _NO_RTP_TIMEOUT_S
         await asyncio.gather(*(a.start(timeout=10.0) for a in self.agents.values()))
 
     def follow(self, bus: EventBus) -> None:
