@@ -9,7 +9,8 @@ fed by the calls themselves. :class:`RecordingHookup` is that feed:
   bridged, under the campaign's recording policy; the recording's id and path go on the CDR;
 - an inbound queue call is recorded when the ACD connects it to an agent, under the queue's
   policy (``[recordings.queues.<q>]``, else ``[recordings.default_policy]``);
-- every recording stops when the customer's leg ends, and the service finishes the rest on stop.
+- every recording stops when the customer's leg ends, and the service finishes the rest on stop;
+- the agent's disposition (keyed in wrap-up, after the recording stopped) becomes its outcome.
 
 Both record the bridge the ACD built (customer left, agent right), found through the ACD's
 ``on_bridged`` hook.
@@ -49,19 +50,24 @@ class RecordingHookup:
         self.bus = bus
         self.campaigns = campaigns
         self._bridges: dict[str, tuple[Call, Bridge]] = {}
+        self._recording_of: dict[str, RecordingHandle] = {}  # call id -> its recording, for the disposition
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._remove: Callable[[], None] | None = None
+        self._removers: list[Callable[[], None]] = []
 
     def attach(self, acd: AcdService) -> None:
         from acd import CallConnected
+        from acd.service import DispositionSet
 
         acd.on_bridged = self._on_bridged
-        self._remove = self.bus.add_listener(self._on_connected, types=CallConnected)
+        self._removers = [
+            self.bus.add_listener(self._on_connected, types=CallConnected),
+            self.bus.add_listener(self._on_disposition, types=DispositionSet),
+        ]
 
     def detach(self) -> None:
-        if self._remove is not None:
-            self._remove()
-            self._remove = None
+        for remove in self._removers:
+            remove()
+        self._removers = []
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -87,6 +93,18 @@ class RecordingHookup:
         meta = RecordingMeta(agent_id=event.agent_id, queue=event.queue)
         self._spawn(self._record(call, bridge, meta, policy))
 
+    def _on_disposition(self, event: Any) -> None:
+        handle = self._recording_of.pop(event.call_id, None)
+        if handle is not None:
+            outcome = f"disposition {event.code}"
+            handle.set_outcome(outcome)  # still recording: written at stop
+            if handle.stopped:
+                self._spawn(self._outcome_after_stop(handle, outcome))
+
+    async def _outcome_after_stop(self, handle: RecordingHandle, outcome: str) -> None:
+        await handle.stop()  # the row is complete before its outcome is changed
+        await self.service.set_outcome(handle.id, outcome)
+
     async def _record(
         self, call: Call, bridge: Bridge | None, meta: RecordingMeta, policy: Any
     ) -> RecordingHandle | None:
@@ -98,6 +116,7 @@ class RecordingHookup:
             log.warning("demo.recording_failed", call_id=call.id, error=str(exc))
             return None
         if handle is not None:
+            self._recording_of[call.id] = handle
             self._spawn(self._stop_when_ended(call, handle))
         return handle
 
