@@ -557,7 +557,8 @@ async def reports_page(
         agents = await dialer_reports.agent_day_report(s, day, tz, campaign=camp, now=now)
         campaign_reports = [await dialer_reports.campaign_report(s, n, now=now, site_tz=tz, day=day) for n in shown]
         abandon = await dialer_reports.abandon_by_day(s, day, days, tz, campaign=camp, now=now)
-        at_risk = await dialer_reports.leads_at_risk(s, camp, now=now, site_tz=tz) if camp else []
+        # At the report's as_of, as its at-risk count: for a past day, the leads at risk then.
+        at_risk = await dialer_reports.leads_at_risk(s, camp, now=campaign_reports[0].as_of, site_tz=tz) if camp else []
         since, _ = dialer_reports.day_bounds(day - timedelta(days=days - 1), tz)
         _, until = dialer_reports.day_bounds(day, tz)
         surveys_by_agent = await survey_report(s, by="agent", since=since, until=until, campaign=camp)
@@ -574,7 +575,7 @@ async def reports_page(
 def _effective_chart(agents: list[dialer_reports.AgentDayRow], day: date) -> Markup:
     dialled = [a for a in agents if a.daily_target]
     targets = {a.daily_target for a in dialled}
-    labels = [a.agent_name or a.agent_id for a in dialled]
+    labels = [a.agent_id for a in dialled]
     if len(targets) <= 1:
         target = float(targets.pop()) if targets else None
         return charts.bar_chart(
@@ -606,6 +607,24 @@ def _hours_chart(campaign_reports: list[dialer_reports.CampaignReport]) -> Marku
     return charts.bar_chart(
         [f"{h:02d}" for h in range(24)], [contacts[h] / attempts[h] if attempts[h] else 0.0 for h in range(24)],
         title="Contact rate by the callee's local hour of day", percent=True,
+    )  # fmt: skip
+
+
+# -- QA --------------------------------------------------------------------------------------
+
+
+@router.get("/qa")
+async def qa_page(request: Request, session: Supervisor, ctx: Ctx) -> Response:
+    """Recordings search, playback and QA scoring in the console's frame, on recordings.web's JSON API.
+
+    recordings.web serves its own /qa page too, but with an inline script and style that the
+    console's Content-Security-Policy blocks; this route is registered first and replaces it.
+    """
+    return render(
+        ctx, request, "qa.html", session, page="qa",
+        search_url=request.url_for("recordings_search").path, form_url=request.url_for("qa_form").path,
+        report_url=request.url_for("qa_report").path,
+        score_url=request.url_for("qa_score", recording_id="RECORDING_ID").path,
     )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from acd import (
 )
 from dialer.web import CampaignStats, serve_console
 from dialer.web.server import ConsoleServer
+from infra.bus import Event
 from tests.web.conftest import PASSWORD, Console, build_console
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -135,7 +136,7 @@ async def test_wallboard_follows_an_agent_to_ready_on_call_and_wrap_up_within_a_
     bus = console.bus
     t = time.monotonic()
 
-    def publish(*events: object) -> float:
+    def publish(*events: Event) -> float:
         sent = time.time()
         for e in events:
             bus.publish(e)
@@ -320,3 +321,120 @@ async def test_an_agent_cannot_open_supervisor_pages_in_the_browser(
         })"""
     )
     assert code != "opened"
+
+
+def _wav(path: Path, seconds: float = 2.0) -> None:
+    """A short stereo 8 kHz tone, shaped like the recorder's files (customer left, agent right)."""
+    import math
+    import struct
+    import wave
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = b"".join(
+        struct.pack("<hh", int(8000 * math.sin(2 * math.pi * 440 * i / 8000)), 0) for i in range(int(8000 * seconds))
+    )
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(frames)
+
+
+async def _seed_recordings(console: Console) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from recordings.models import Recording, RecordingStatus
+
+    root = console.settings.recordings.root(console.data_dir)
+    start = datetime.now(UTC) - timedelta(hours=2)
+    async with console.sessionmaker() as s:
+        for i, (agent, campaign) in enumerate([("1001", "spring"), ("1001", "spring"), ("1002", "autumn")]):
+            rid = f"{i:032x}"
+            _wav(root / "2026" / f"{rid}.wav")
+            s.add(
+                Recording(
+                    id=rid, call_id=f"call-{i}", agent_id=agent, campaign=campaign,
+                    started_at=start + timedelta(minutes=7 * i), ended_at=start + timedelta(minutes=7 * i, seconds=95),
+                    duration=95.0 + 20 * i, size=32044,
+                    path=f"2026/{rid}.wav", gaps=[], status=RecordingStatus.COMPLETE, outcome="completed",
+                )
+            )  # fmt: skip
+        await s.commit()
+
+
+async def test_a_supervisor_finds_plays_and_scores_a_recording_on_the_qa_page(
+    served: tuple[Console, ConsoleServer], browser: Any, tmp_path: Path
+) -> None:
+    console, server = served
+    await _seed_recordings(console)
+    base = f"http://127.0.0.1:{server.port}"
+    page, errors = await _login(browser, base, "sam")
+    await page.click("nav a[href='/qa']")
+    await page.wait_for_selector("#qa-results tr[data-id]", timeout=10_000)
+    assert await page.locator("#qa-results tr[data-id]").count() == 3
+    await page.fill("#qa-filters input[name=agent]", "1001")
+    await page.click("#qa-filters button[type=submit]")
+    from playwright.async_api import expect
+
+    # (wait_for_function evaluates a string: the page's CSP rightly forbids that)
+    await expect(page.locator("#qa-results tr[data-id]")).to_have_count(2, timeout=5_000)
+    await page.click("#qa-results tr[data-id]:first-child")
+    await page.wait_for_selector("#qa-criteria input", timeout=5_000)
+    inputs = page.locator("#qa-criteria input")
+    assert await inputs.count() >= 1
+    assert await page.locator("#qa-player").get_attribute("src") is not None
+    for i in range(await inputs.count()):
+        await inputs.nth(i).fill("4")
+    await page.fill("#qa-score-form textarea[name=comments]", "friendly, quoted the offer")
+    await page.click("#qa-score-form button[type=submit]")
+    await page.wait_for_selector("#qa-score-status.ok", timeout=5_000)
+    assert (await page.locator("#qa-score-status").inner_text()).startswith("Saved:")
+    await page.wait_for_selector("#qa-report tr", timeout=5_000)
+    assert (await page.locator("#qa-report tr td").first.inner_text()) == "1001"
+    assert await page.locator("nav a.active[href='/qa']").count() == 1
+    target = Path(os.environ.get("WEB_SCREENSHOT_DIR") or tmp_path) / "qa.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(target), full_page=True)
+    assert not errors, errors  # nothing blocked by the Content-Security-Policy
+
+
+async def test_an_agent_cannot_open_the_qa_page(served: tuple[Console, ConsoleServer], browser: Any) -> None:
+    console, server = served
+    await _seed_recordings(console)
+    base = f"http://127.0.0.1:{server.port}"
+    page, _errors = await _login(browser, base, "alice")
+    assert await page.locator("nav a[href='/qa']").count() == 0
+    response = await page.goto(f"{base}/qa")
+    assert response is not None and response.status == 403
+    assert "Not allowed" in await page.locator("h1").inner_text()
+    assert await page.locator("#qa-results").count() == 0
+    for url in ("/api/recordings", "/api/recordings/" + "0" * 32 + "/audio", "/api/qa/report"):
+        assert await page.evaluate(f"fetch('{url}').then(r => r.status)") == 403, url
+
+
+async def test_reports_page_screenshot(served: tuple[Console, ConsoleServer], browser: Any, tmp_path: Path) -> None:
+    """The manager's reports on the hand-built history of tests/unit/reports_data.py, kept as a screenshot."""
+    from recordings.qa import store_survey_answer
+    from tests.unit.reports_data import DAY, local, seed
+
+    console, server = served
+    await seed(console.sessionmaker)
+    async with console.sessionmaker() as s:
+        for i, (answer, agent, camp) in enumerate(
+            [(1, "1001", "spring"), (2, "1001", "spring"), (3, "1002", "autumn")]
+        ):
+            await store_survey_answer(s, f"sv{i}", answer, now=local(10 + i), agent_id=agent, campaign=camp)
+        await s.commit()
+    base = f"http://127.0.0.1:{server.port}"
+    page, errors = await _login(browser, base, "mia")
+    await page.goto(f"{base}/manager/reports?day={DAY}&days=7")
+    assert await page.locator("svg.chart").count() == 3
+    assert await page.locator("#agents-table tbody tr").count() == 5
+    assert await page.locator("#surveys-by-agent tbody tr").count() == 2
+    target = Path(os.environ.get("WEB_SCREENSHOT_DIR") or tmp_path) / "reports.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(target), full_page=True)
+    await page.goto(f"{base}/manager/reports?day={DAY}&days=7&campaign=spring")
+    assert await page.locator("#report-at-risk tbody tr").count() >= 1
+    await page.screenshot(path=str(target.with_name("reports-spring.png")), full_page=True)
+    assert not errors, errors

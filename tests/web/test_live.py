@@ -8,6 +8,7 @@ import time
 
 import pytest
 import websockets
+from websockets.typing import Origin
 
 from acd import AgentState, AgentStateChanged, CallAbandoned, CallConnected, CallQueued
 from dialer.web import CampaignStats, LiveState, SupervisionStarted, serve_console
@@ -155,7 +156,9 @@ async def test_websocket_streams_snapshot_then_deltas_and_refuses_others(tmp_pat
             # Another site's page cannot use the supervisor's cookie.
             with pytest.raises(websockets.exceptions.InvalidStatus):
                 async with websockets.connect(
-                    f"ws://{base}/ws/wallboard", additional_headers={"Cookie": cookie}, origin="http://evil.example"
+                    f"ws://{base}/ws/wallboard",
+                    additional_headers={"Cookie": cookie},
+                    origin=Origin("http://evil.example"),
                 ):
                     pass
         with pytest.raises(websockets.exceptions.InvalidStatus):
