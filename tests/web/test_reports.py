@@ -188,3 +188,21 @@ def _num(value: Any) -> float | None:
     if value in ("", None):
         return None
     return float(value)
+
+
+async def test_qa_page_is_in_the_nav_of_supervisors_and_managers_only(history: tuple[Console, Seeded]) -> None:
+    console, _ = history
+    await console.add_user("sam", "supervisor")
+    for user, status, linked in (("sam", 200, True), ("mia", 200, True), ("alice", 403, False)):
+        async with console.client() as client:
+            await login(client, user)
+            home = await client.get(
+                "/manager/reports" if user == "mia" else "/agent" if user == "alice" else "/wallboard"
+            )
+            assert ('href="/qa"' in home.text) is linked, user
+            page = await client.get("/qa")
+            assert page.status_code == status, user
+            if status == 200:
+                # The console's CSP allows no inline script: everything comes from /static.
+                assert re.findall(r"<script(?![^>]*\bsrc=)", page.text) == []
+                assert '<script src="/static/qa.js">' in page.text and 'data-search-url="/api/recordings"' in page.text
