@@ -113,3 +113,53 @@ def require_postgres(server: PostgresServer) -> PostgresServer:
             pytest.fail(f"PostgreSQL is required under CI: {server.error}")
         pytest.skip(f"PostgreSQL unavailable: {server.error}")
     return server
+
+
+TEMPLATE = "dialer_template"
+
+
+async def _admin(server: PostgresServer, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(host=server.host, port=server.port, user=server.user, database="postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _template_exists(server: PostgresServer) -> bool:
+    import asyncpg
+
+    conn = await asyncpg.connect(host=server.host, port=server.port, user=server.user, database="postgres")
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", TEMPLATE))
+    finally:
+        await conn.close()
+
+
+def _in_thread(fn, *args):  # type: ignore[no-untyped-def]
+    # Session fixtures may be first requested from inside a running event loop (an async
+    # fixture), where asyncio.run() is refused: run the work on a thread of its own.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: PostgresServer) -> Iterator[PostgresServer]:
+    """The server with one migrated template database for the whole session (every test
+    directory shares it; tests copy it with CREATE DATABASE ... TEMPLATE)."""
+    import asyncio
+
+    from infra.db import run_migrations_blocking
+
+    if postgres_server.error is None:
+        try:
+            if not _in_thread(asyncio.run, _template_exists(postgres_server)):
+                _in_thread(asyncio.run, _admin(postgres_server, f'CREATE DATABASE "{TEMPLATE}"'))
+            _in_thread(run_migrations_blocking, postgres_server.url(TEMPLATE))
+        except Exception as exc:  # any failure here means: no usable PostgreSQL
+            postgres_server.error = f"could not prepare the template database: {type(exc).__name__}: {exc}"
+    yield postgres_server
