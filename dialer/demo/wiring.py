@@ -13,7 +13,9 @@ fed by the calls themselves. :class:`RecordingHookup` is that feed:
 - the agent's disposition (keyed in wrap-up, after the recording stopped) becomes its outcome.
 
 Both record the bridge the ACD built (customer left, agent right), found through the ACD's
-``on_bridged`` hook.
+``on_bridged`` hook. ``dialer.services.default_services`` now composes a runner and recordings
+too; the demo keeps this wiring because it also applies the campaign's own recording policy,
+puts the recording on the CDR, and stops each recording when its call ends.
 """
 
 from __future__ import annotations
