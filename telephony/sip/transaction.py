@@ -263,6 +263,7 @@ class ServerTransaction(_Base):
         if self.is_invite:
             if code < 300:
                 self.state = TxState.ACCEPTED
+                self.layer._accepted[(self.request.call_id, self.request.cseq.seq)] = self
                 if not self.peer.reliable:
                     self._arm("G2xx", now + T1)
                 self._arm("L", now + 64 * T1)
@@ -325,6 +326,10 @@ class TransactionLayer:
     def __init__(self) -> None:
         self._clients: dict[tuple[str, ...], ClientTransaction] = {}
         self._servers: dict[tuple[str, ...], ServerTransaction] = {}
+        # INVITE server transactions that sent a 2xx, by (Call-ID, CSeq number): the ACK for a
+        # 2xx is a transaction of its own with a new branch (§17.1.1.3, §13.2.2.4), so it is
+        # matched to the INVITE the way the UAS core matches it to the dialog.
+        self._accepted: dict[tuple[str, int], ServerTransaction] = {}
         self._heap: list[tuple[float, int, _Base]] = []
         self._seq = itertools.count()
         self._out: list[tuple[bytes, Destination]] = []
@@ -405,6 +410,9 @@ class TransactionLayer:
             tx = self._servers.get((branch, via.sent_by, "INVITE"))
             if tx is not None and tx._on_ack(req, now):
                 return
+            accepted = self._accepted.get((req.call_id, req.cseq.seq))
+            if accepted is not None and accepted._on_ack(req, now):
+                return  # it queued AckReceived itself
             self._events.append(AckReceived(req, source))
             return
         key = (branch, via.sent_by, req.method)
@@ -433,3 +441,7 @@ class TransactionLayer:
                 del self._clients[tx.key]
         elif self._servers.get(tx.key) is tx:
             del self._servers[tx.key]
+            if tx.is_invite:
+                akey = (tx.request.call_id, tx.request.cseq.seq)
+                if self._accepted.get(akey) is tx:
+                    del self._accepted[akey]

@@ -290,3 +290,19 @@ async def test_not_accepting_answers_503_with_retry_after(pair: tuple[UserAgent,
     ping = await a.options(f"sip:bob@127.0.0.1:{b.port}")
     assert ping is not None and ping.status == 200  # still reachable for monitoring
     b.accepting = True
+
+
+async def test_ack_for_2xx_stops_retransmissions(pair: tuple[UserAgent, UserAgent]) -> None:
+    """Our UAC's ACK has a new branch (RFC 3261 17.1.1.3); the UAS must still stop resending its
+    200 OK, or Timer L would hang the call up after 32 s."""
+    a, b = pair
+    out = await a.call(f"sip:bob@127.0.0.1:{b.port}")
+    inc = await next_call(b)
+    await inc.answer()
+    await out.wait_answered()
+    await asyncio.sleep(0.2)
+    sent = b.stats["sent"]
+    await asyncio.sleep(1.8)  # G2xx would have fired at 0.5 s and 1.5 s after the 200
+    assert b.stats["sent"] == sent, "the 200 OK was retransmitted after the ACK"
+    assert not b._layer._accepted or all(not t.timers.get("G2xx") for t in b._layer._accepted.values())
+    await out.hangup()

@@ -155,11 +155,15 @@ def test_2xx_retransmitted_until_ack_then_timer_l_ends_it() -> None:
     layer.datagrams_to_send()
     _, sent_at = step_until(layer, 0.0, 3.6)
     assert sent_at == [0.5, 1.5, 3.5]
-    ack = make_request("ACK", branch=inv.top_via.branch)
+    # The ACK for a 2xx is a new transaction with a NEW branch (§17.1.1.3): it must still stop
+    # the retransmissions, matched by Call-ID and CSeq; otherwise Timer L ends the call at 32 s.
+    ack = make_request("ACK")
+    assert ack.top_via.branch != inv.top_via.branch
     layer.receive(ack, UDP, now=3.6)
     assert [type(e) for e in events(layer)] == [AckReceived]
     _, sent_at = step_until(layer, 3.6, 100.0)
     assert sent_at == []
+    assert events(layer) == []  # no TransactionTimedOut(L): the call is not hung up
     assert ev.transaction.terminated
 
 
