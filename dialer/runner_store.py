@@ -363,6 +363,9 @@ async def finish_attempt(sm: Sessions, f: FinishInput) -> LeadOutcome:
         lead.dayparts_tried = [d.name for d in f.policy.dayparts if d.name not in untried]
         if lead.status != LeadStatus.DIALING or lead.claimed_by != f.node:
             # An agent's disposition (dnc, callback, final) or an operator already decided.
+            if lead.claimed_by == f.node:
+                lead.claimed_by = None
+                lead.claimed_at = None
             return LeadOutcome(lead.status, lead.next_attempt_at, lead.next_attempt_reason or "", applied=False)
         was_callback = lead.callback_at is not None
         lead.claimed_by = None
