@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dialer.campaigns import CampaignSettings, create_campaign, set_campaign_status
-from dialer.dnc import add_dnc
+from dialer.dnc import add_dnc, dnc_match
 from dialer.models import CallAttempt, CampaignStatus, Contact, Lead, LeadStatus
 from dialer.runner import CampaignRunner, RunnerTimers, SettableClock
 from dialer.runner_agents import UaAgentPool
@@ -426,3 +427,56 @@ async def test_two_runners_on_one_database_never_dial_a_lead_twice(
         await w.stop()
         await other.dispose()
         await engine.dispose()
+
+
+async def test_preview_disposition_effective_and_an_owned_callback(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        first, second = "+442071230050", "+442071230051"
+        w.customers.behaviour = {first: "answer", second: "answer"}
+        cid = await w.campaign(effective_call_seconds=1, pacing={"mode": "preview", "ring_timeout_seconds": 15})
+        pool = await w.pool({"a1": "answer", "a2": "answer"})
+        lead_first, lead_second = await w.leads(cid, [first, second])
+        runner = await w.runner(cid, pool)
+        await asyncio.sleep(0.6)
+        assert runner.dialled == 0, "preview mode never dials on its own"
+        shown = await runner.preview_next("a2")
+        assert shown is not None and shown.lead_id == lead_first and shown.number == first
+        assert await runner.preview_next("a2") == shown, "the agent keeps their previewed lead"
+        assert pool.load(cid).ready == 1, "a2 is held for the previewed lead"
+        call_id = await runner.preview_dial("a2", lead_first)
+        await until(lambda: _finished(w, [lead_first]), 10, "the previewed call to end")
+        (row,) = await w.cdrs(lead_first)
+        assert row.call_id == call_id and row.outcome == "completed" and row.agent_id == "a2"
+        result = await runner.set_disposition("CALLBACK", "call me later", call_id=call_id, agent_id="a2")
+        assert result.callback_requested and not result.effective and result.lead_status == LeadStatus.DONE
+        # The agent agrees a time with the customer: in 3 s, London wall clock, owned by a2.
+        at_local = (w.clock() + timedelta(seconds=3)).astimezone(ZoneInfo(LONDON)).replace(tzinfo=None)
+        await runner.schedule_callback(lead_first, at_local, LONDON, owner="a2")
+        lead = await w.lead(lead_first)
+        assert lead.status == LeadStatus.CALLBACK and lead.callback_owner == "a2"
+        # Meanwhile a1 previews the other lead (and holds it).
+        held = await runner.preview_next("a1")
+        assert held is not None and held.lead_id == lead_second
+        await until(lambda: runner.clock() >= lead.next_attempt_at, 6, "the callback to fall due")
+        offered = await runner.preview_next("a2")
+        assert offered is not None and offered.lead_id == lead_first and offered.callback_at is not None
+        again = await runner.preview_dial("a2", lead_first)
+        await until(lambda: _count(w, lead_first, 2), 10, "the callback to be dialled and end")
+        rows = await w.cdrs(lead_first)
+        assert len(rows) == 2 and rows[1].call_id == again and rows[1].agent_id == "a2"
+        effective = await runner.set_disposition("SALE", None, attempt_id=rows[1].id, agent_id="a2")
+        assert effective.effective and effective.lead_status == LeadStatus.DONE
+        done = await w.lead(lead_first)
+        assert done.status == LeadStatus.DONE and done.callback_at is None and done.last_disposition == "SALE"
+        # The DNC flag puts the number on the campaign's list.
+        call2 = await runner.preview_dial("a1", lead_second)
+        await until(lambda: _finished(w, [lead_second]), 10, "the second call to end")
+        dnc = await runner.set_disposition("DNC", None, call_id=call2)
+        assert dnc.lead_status == LeadStatus.DNC
+        async with w.sm() as session:
+            assert await dnc_match(session, second, cid)
+
+
+async def _count(w: World, lead_id: int, n: int) -> bool:
+    rows = await w.cdrs(lead_id)
+    return len(rows) >= n and all(r.ended_at is not None for r in rows)
