@@ -243,7 +243,11 @@ class Campaign:
                 lead.id
                 for lead in await self.leads()
                 if lead.status == LeadStatus.DIALING
-                or (lead.status in (LeadStatus.READY, LeadStatus.CALLBACK) and lead.next_attempt_at <= now)
+                or (
+                    lead.status in (LeadStatus.READY, LeadStatus.CALLBACK)
+                    and lead.next_attempt_at is not None
+                    and lead.next_attempt_at <= now
+                )
             ]
             busy = runner is None or bool(runner.live) or bool(due)
             if not busy:
@@ -294,6 +298,7 @@ async def test_a_campaign_of_56_leads_ends_every_lead_right_with_complete_cdrs(c
     # Every attempt: a complete CDR that agrees with what the customer did.
     outcomes = Counter(r.outcome for r in rows)
     for r in rows:
+        assert r.lead_id is not None
         assert r.dialled_at and r.ended_at and r.ended_at >= r.dialled_at and r.call_id and r.node == "e2e-node"
         rec = truth.get(r.call_id)
         assert rec is not None, f"CDR {r.id} has no carrier record"
@@ -310,6 +315,7 @@ async def test_a_campaign_of_56_leads_ends_every_lead_right_with_complete_cdrs(c
             assert r.amd_result == "machine" and r.agent_id is None
         if r.outcome == "completed":
             assert r.agent_id in AGENTS and r.bridged_at is not None and r.talk_seconds is not None
+            assert r.answered_at is not None
             assert (r.bridged_at - r.answered_at).total_seconds() <= 2.0 + 5.5, "AMD then at most 2 s to an agent"
     for kind in ("busy", "no_answer", "machine", "completed"):
         assert outcomes[kind] > 0, f"the customer mix produced no {kind}: {outcomes}"
@@ -317,12 +323,14 @@ async def test_a_campaign_of_56_leads_ends_every_lead_right_with_complete_cdrs(c
 
     # New York leads waited for 09:00 New York (14:00 UTC).
     for r in rows:
+        assert r.lead_id is not None
         if zones[r.lead_id] == (NEW_YORK,):
             assert r.dialled_at >= datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 
     # Every lead ends in the state its attempts call for.
     by_lead: dict[int, list[CallAttempt]] = {}
     for r in rows:
+        assert r.lead_id is not None
         by_lead.setdefault(r.lead_id, []).append(r)
     for lead_id, lead in leads.items():
         attempts = by_lead.get(lead_id, [])
@@ -339,7 +347,7 @@ async def test_a_campaign_of_56_leads_ends_every_lead_right_with_complete_cdrs(c
             assert lead.next_attempt_at > c.clock(), f"lead {lead_id} is due but was not dialled"
             assert lead.next_attempt_reason
             if last.outcome == "abandoned":
-                assert lead.next_attempt_at - last.ended_at >= timedelta(hours=72)
+                assert last.ended_at is not None and lead.next_attempt_at - last.ended_at >= timedelta(hours=72)
         # Retries after unreached outcomes go to day-parts not tried yet.
         parts = [policy.daypart_at(r.dialled_at, zones[lead_id][0]) for r in attempts]
         names = [p.name if p else None for p in parts]

@@ -28,7 +28,7 @@ from dialer.runner_agents import UaAgentPool
 from infra.db import create_engine, create_sessionmaker, migrate
 from telephony.aio.ua import Call, UAConfig, UserAgent
 from telephony.media.player import tone
-from tests.storage.conftest import postgres_template  # noqa: F401  (the PostgreSQL template fixture)
+from tests.storage.conftest import postgres_template  # type: ignore[attr-defined]  # noqa: F401  (PostgreSQL template fixture)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -55,7 +55,7 @@ class Customers:
         asyncio.get_running_loop().create_task(self._serve(call))
 
     async def _serve(self, call: Call) -> None:
-        number = call.request_uri.user if call.request_uri is not None else ""
+        number = (call.request_uri.user if call.request_uri is not None else None) or ""
         what = self.behaviour.get(number or "", "answer")
         if what == "busy":
             await call.reject(486, "Busy Here")
@@ -275,10 +275,12 @@ async def test_busy_no_answer_and_answered_calls_write_complete_cdrs_and_resched
             assert abs((r.dialled_at - MONDAY_10).total_seconds()) < 60, "times come from the runner's clock"
         assert (b.outcome, b.sip_status, b.answered_at, b.agent_id) == ("busy", 486, None, None)
         assert s.outcome == "no_answer" and s.ringing_at is not None and s.answered_at is None
-        assert (s.ended_at - s.dialled_at).total_seconds() >= 14.5, "rings the full 15 s ring timeout"
+        assert s.ended_at is not None and (s.ended_at - s.dialled_at).total_seconds() >= 14.5, (
+            "rings the full 15 s ring timeout"
+        )
         assert h.outcome == "completed" and h.sip_status == 200 and h.agent_id in {"a1", "a2", "a3"}
         assert h.ringing_at is not None and h.answered_at is not None and h.bridged_at is not None
-        assert h.dialled_at <= h.ringing_at <= h.answered_at <= h.bridged_at <= h.ended_at
+        assert h.dialled_at <= h.ringing_at <= h.answered_at <= h.bridged_at <= h.ended_at  # type: ignore[operator]
         assert (h.bridged_at - h.answered_at).total_seconds() < 2.0
         assert h.talk_seconds is not None and 1.0 < h.talk_seconds < 5.0
 
@@ -296,7 +298,7 @@ async def test_busy_no_answer_and_answered_calls_write_complete_cdrs_and_resched
         assert ls.claimed_by is None and ls.number_attempts == [1]
         # Busy: the campaign's rule retries 10 minutes later.
         assert lb.status == LeadStatus.READY and lb.next_attempt_at is not None
-        assert lb.next_attempt_at - b.ended_at >= timedelta(minutes=10)
+        assert b.ended_at is not None and lb.next_attempt_at - b.ended_at >= timedelta(minutes=10)
 
 
 async def test_no_agent_within_two_seconds_abandons_with_the_message(tmp_path: Path) -> None:
@@ -392,7 +394,7 @@ async def test_two_runners_on_one_database_never_dial_a_lead_twice(
         await migrate(engine)
     else:
         from tests.conftest import require_postgres
-        from tests.storage.conftest import _admin
+        from tests.storage.conftest import _admin  # type: ignore[attr-defined]
 
         server = require_postgres(request.getfixturevalue("postgres_template"))
         name = f"runner_{abs(hash(request.node.nodeid)) % 10**8}"
@@ -420,7 +422,8 @@ async def test_two_runners_on_one_database_never_dial_a_lead_twice(
         per_lead: dict[int | None, int] = {}
         for r in rows:
             per_lead[r.lead_id] = per_lead.get(r.lead_id, 0) + 1
-        assert sorted(per_lead) == sorted(leads) and set(per_lead.values()) == {1}, per_lead
+        assert sorted(k for k in per_lead if k is not None) == sorted(leads) and None not in per_lead
+        assert set(per_lead.values()) == {1}, per_lead
         assert len(w.customers.calls) == len(leads), "the carrier saw each number once"
         assert {r.node for r in rows} == {"node-a", "node-b"}, "both nodes dialled"
     finally:
@@ -457,7 +460,9 @@ async def test_preview_disposition_effective_and_an_owned_callback(tmp_path: Pat
         # Meanwhile a1 previews the other lead (and holds it).
         held = await runner.preview_next("a1")
         assert held is not None and held.lead_id == lead_second
-        await until(lambda: runner.clock() >= lead.next_attempt_at, 6, "the callback to fall due")
+        due_at = lead.next_attempt_at
+        assert due_at is not None
+        await until(lambda: runner.clock() >= due_at, 6, "the callback to fall due")
         offered = await runner.preview_next("a2")
         assert offered is not None and offered.lead_id == lead_first and offered.callback_at is not None
         again = await runner.preview_dial("a2", lead_first)
