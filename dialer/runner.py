@@ -75,7 +75,6 @@ __all__ = [
     "callback_times",
     "check_dial",
     "lead_zones",
-    "runner_service_factory",
 ]
 
 log = structlog.get_logger(__name__)
@@ -1229,42 +1228,3 @@ class RunnerService:
         return await store.apply_disposition(
             self.sm, code=code, note=note, call_id=call_id, attempt_id=attempt_id, agent_id=agent_id, now=self.clock()
         )
-
-
-async def runner_service_factory(app: Any) -> RunnerService | None:
-    """The campaign runner for ``dialer run``: dials through ``[trunk]``, connects answered calls
-    through the ACD (a campaign's ``queue`` setting, else the first ACD queue)."""
-    from dialer.runner_agents import AcdAgentPool
-    from ivr.prompts import SHIPPED_PROMPTS_DIR, PromptLibrary
-
-    s = app.settings
-    if app.ua is None or app.sessionmaker is None:
-        return None
-    if not s.trunk.host:
-        log.info("runner.disabled", reason="no [trunk] host: campaigns have nowhere to dial")
-        return None
-    acd = getattr(app, "acd", None)
-    if acd is None:
-        log.info("runner.disabled", reason="no [acd] queues: answered campaign calls would have no agents")
-        return None
-    transport = ";transport=tcp" if s.trunk.transport == "tcp" else ""
-    trunk_uri = f"sip:{{number}}@{s.trunk.host}:{s.trunk.port}{transport}"
-    default_queue = acd.queue_ids[0] if acd.queue_ids else "default"
-
-    def pool_for(row: store.CampaignRow) -> AgentPool:
-        queue = row.settings.queue or default_queue
-        return AcdAgentPool(acd, lambda _cid: queue, bus=app.bus)
-
-    return RunnerService(
-        sessionmaker=app.sessionmaker,
-        ua=app.ua,
-        pool_for=pool_for,
-        trunk_uri=trunk_uri,
-        bus=app.bus,
-        node=f"{s.site.name}:{socket.gethostname()}",
-        trunk=TrunkLines(s.trunk.max_channels),
-        runner_options={
-            "from_host": s.trunk.from_domain,
-            "prompts": PromptLibrary(s.site.data_dir / "prompts", SHIPPED_PROMPTS_DIR),
-        },
-    )

@@ -82,42 +82,6 @@ class _AcdAdapter:
         await self.service.stop()
 
 
-async def recordings_service(app: DialerApp) -> Service | None:
-    """One RecordingService per app, shared by the ACD (bridged calls) and the dialer."""
-    from recordings.service import RecordingService, RecordingsRunner
-
-    service = RecordingService.from_settings(app.settings, app.sessionmaker, bus=app.bus)
-    app.recordings = service
-    return RecordingsRunner(service, interval=app.settings.recordings.retention_check_minutes * 60.0)
-
-
-def _recording_hook(app: DialerApp, acd: AcdService) -> Any:
-    """Record each bridged call by its queue's policy (customer left, agent right)."""
-    import asyncio
-
-    from recordings.service import RecordingMeta
-
-    recordings: Any = app.recordings
-
-    def on_bridged(customer: Any, agent_leg: Any, bridge: Any) -> None:
-        if customer.media is None or recordings.active(customer.id) is not None:
-            return  # no media, or already recorded (e.g. the campaign runner started it)
-        info = next((c for c in acd._customers.values() if c.call is customer), None)
-        queue = info.queue if info is not None else None
-        meta = RecordingMeta(agent_id=info.agent_id if info is not None else None, queue=queue)
-        policy = recordings.policy_for(queue=queue)
-        task = asyncio.get_running_loop().create_task(
-            recordings.record_by_policy(customer.id, customer.media, bridge, meta, policy)
-        )
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-
-    return on_bridged
-
-
-_background: set[Any] = set()
-
-
 async def acd_service(app: DialerApp) -> Service | None:
     from acd.service import AcdService
     from ivr.prompts import SHIPPED_PROMPTS_DIR, PromptLibrary
@@ -129,8 +93,6 @@ async def acd_service(app: DialerApp) -> Service | None:
     assert app.ua is not None
     prompts = PromptLibrary(app.settings.site.data_dir / "prompts", SHIPPED_PROMPTS_DIR)
     service = AcdService(config, app.ua, app.bus, app.sessionmaker, prompts=prompts)
-    if app.recordings is not None:
-        service.on_bridged = _recording_hook(app, service)
     app.acd = service
     return _AcdAdapter(service)
 
@@ -142,8 +104,10 @@ def _console_backend(app: DialerApp) -> Any:
 
 
 def default_services() -> list[ServiceFactory]:
-    from dialer.runner import runner_service_factory
+    """ACD, recordings (fed by the ACD's bridges and the runner), the campaign runner and the console."""
     from dialer.web.server import console_service_factory
+    from dialer.wiring import recordings_factory, runner_factory
 
-    # The runner connects answered calls through the ACD, so it starts after it.
-    return [recordings_service, acd_service, runner_service_factory, console_service_factory(_console_backend)]
+    holder: dict[str, Any] = {}
+    # The runner connects answered calls through the ACD, and recordings attach to its bridges.
+    return [acd_service, recordings_factory(holder), runner_factory(holder), console_service_factory(_console_backend)]

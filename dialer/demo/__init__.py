@@ -1,7 +1,7 @@
 """`dialer demo`: the whole product on embedded defaults, with simulated people and carrier.
 
 :mod:`dialer.demo.config` turns ``config/demo/demo.toml`` into real settings and picks the
-calling window; :mod:`dialer.demo.wiring` adds the campaign runner and recordings to the app;
+calling window; :mod:`dialer.wiring` adds the campaign runner and recordings to the app;
 :mod:`dialer.demo.people` runs the simulated agents, customers and inbound callers;
 :mod:`dialer.demo.view` is the live view; :mod:`dialer.demo.run` runs it all in order.
 """

@@ -206,10 +206,10 @@ async def _run(
 def _make_app(settings: Settings) -> Any:
     from dialer.app import DialerApp
     from dialer.console_backend import AppBackend
-    from dialer.demo.wiring import recordings_factory, runner_factory
     from dialer.runner import RunnerTimers
     from dialer.services import acd_service
     from dialer.web.server import console_service_factory
+    from dialer.wiring import recordings_factory, runner_factory
     from ivr.prompts import SHIPPED_PROMPTS_DIR, PromptLibrary
 
     holder: dict[str, Any] = {}

@@ -1,9 +1,8 @@
-"""Services the demo adds to the app: the campaign runner and recordings, wired to the live ACD.
+"""The campaign runner and recordings, wired to the live ACD (used by `dialer run` and `dialer demo`).
 
-``dialer.services.default_services`` starts the ACD and the web console. The demo also needs the
-campaign runner (:class:`dialer.runner.RunnerService`, agents from the ACD through
+The campaign runner (:class:`dialer.runner.RunnerService`, agents from the ACD through
 :class:`dialer.runner_agents.AcdAgentPool`) and recordings (:class:`recordings.service.RecordingService`)
-fed by the calls themselves. :class:`RecordingHookup` is that feed:
+are fed by the calls themselves. :class:`RecordingHookup` is that feed:
 
 - a campaign call is recorded through the runner's ``recorder`` hook, once the customer is
   bridged, under the campaign's recording policy; the recording's id and path go on the CDR;
@@ -13,9 +12,7 @@ fed by the calls themselves. :class:`RecordingHookup` is that feed:
 - the agent's disposition (keyed in wrap-up, after the recording stopped) becomes its outcome.
 
 Both record the bridge the ACD built (customer left, agent right), found through the ACD's
-``on_bridged`` hook. ``dialer.services.default_services`` now composes a runner and recordings
-too; the demo keeps this wiring because it also applies the campaign's own recording policy,
-puts the recording on the CDR, and stops each recording when its call ends.
+``on_bridged`` hook.
 """
 
 from __future__ import annotations
@@ -189,13 +186,16 @@ def runner_factory(
     """The campaign runner on the app's UA and trunk, agents from the ACD's queues."""
 
     async def factory(app: DialerApp) -> RunnerService | None:
+        import socket
+
         from dialer.runner import RunnerService, TrunkLines
         from dialer.runner_agents import AcdAgentPool
         from dialer.runner_store import CampaignRow
+        from ivr.prompts import SHIPPED_PROMPTS_DIR, PromptLibrary
 
         s = app.settings
         if app.acd is None or app.ua is None or app.sessionmaker is None or not s.trunk.host:
-            log.warning("demo.runner_disabled", reason="the runner needs the ACD, the SIP stack and a trunk")
+            log.info("runner.disabled", reason="the runner needs [acd] queues, the SIP stack and a [trunk] host")
             return None
         acd = app.acd
         default_queue = acd.queue_ids[0]
@@ -204,16 +204,22 @@ def runner_factory(
             queue = row.settings.queue or default_queue
             return AcdAgentPool(acd, lambda _campaign_id: queue, bus=app.bus)
 
-        options = dict(runner_options or {})
+        options: dict[str, Any] = {
+            "from_host": s.trunk.from_domain,
+            "prompts": PromptLibrary(s.site.data_dir / "prompts", SHIPPED_PROMPTS_DIR),
+            **(runner_options or {}),
+        }
         hookup = holder.get("hookup")
         if hookup is not None:
             options.setdefault("recorder", hookup)
+        transport = ";transport=tcp" if s.trunk.transport == "tcp" else ""
         service = RunnerService(
             sessionmaker=app.sessionmaker,
             ua=app.ua,
             pool_for=pool_for,
-            trunk_uri=f"sip:{{number}}@{s.trunk.host}:{s.trunk.port}",
+            trunk_uri=f"sip:{{number}}@{s.trunk.host}:{s.trunk.port}{transport}",
             bus=app.bus,
+            node=f"{s.site.name}:{socket.gethostname()}",
             trunk=TrunkLines(s.trunk.max_channels),
             timers=timers,
             runner_options=options,
