@@ -268,6 +268,7 @@ class PacingSnapshot:
     abandon_rate_today: float = 0.0
     abandon_rate_30d: float = 0.0
     answered_today: int = 0
+    answered_30d: int = 0
     target_abandon_rate: float = 0.03
     max_lines: int = 100
     ring_timeout_s: float = 25.0
@@ -345,8 +346,10 @@ class AbandonGuard:
 
     Below ``slow_from`` x target: full speed (scale 1). Between it and the target the scale falls
     linearly to ``min_scale``. Above ``trip_at`` x target the mode falls back to progressive and
-    stays there until the rate is back under ``recover_at`` x target. Rates based on fewer than
-    ``min_answered`` answers today are not trusted for slowing down (one early abandon is not a trend).
+    stays there until the rate is back under ``recover_at`` x target. A rate counts only once it
+    rests on at least ``min_answered`` human answers in its own window (one early abandon is not a
+    trend), so early in the day the rolling 30-day rate (FTC TSR) still governs: a campaign that
+    is over its 30-day cap does not get a fresh start every morning.
     """
 
     slow_from: float = 0.8
@@ -356,11 +359,21 @@ class AbandonGuard:
     min_answered: int = 20
     tripped: bool = False
 
+    def trusted_rate(self, s: PacingSnapshot) -> float | None:
+        """The larger of today's and the 30-day rate among those with enough answers, or None."""
+        rates = [
+            rate
+            for rate, answered in ((s.abandon_rate_today, s.answered_today), (s.abandon_rate_30d, s.answered_30d))
+            if answered >= self.min_answered
+        ]
+        return max(rates) if rates else None
+
     def scale(self, s: PacingSnapshot) -> float | None:
         """The dial scale in (0, 1], or None when the mode must behave progressively."""
-        rate = s.measured_abandon_rate / s.target_abandon_rate
-        if s.answered_today < self.min_answered:
+        measured = self.trusted_rate(s)
+        if measured is None:
             return None if self.tripped else 1.0
+        rate = measured / s.target_abandon_rate
         if self.tripped:
             if rate <= self.recover_at:
                 self.tripped = False
@@ -544,16 +557,24 @@ class VicidialAdaptPacing(PacingModel):
 
         differential = avg(ready) - avg(waiting) + dl_diff_target
         pct          = differential / avg(agents) * 100
-        pct'         = pct * (1 + intensity/100)        if pct >= 0
-                       pct * |intensity/100 - 1|         if pct <  0
-        new_level    = level * (1 + pct'/100)            clamped to [1, max_level (3)]
+        new_level    = level × (1 + pct × (1 + intensity) / 100)     clamped to [1, max_level (3)]
 
-    which for intensity 0 is the issue's ``level x (1 + pct x (1 + intensity) / 100)``. When more
-    than 50 calls were answered today and today's drops / answers exceed the drop target,
-    ADAPT_AVERAGE halves the level (ADAPT_HARD_LIMIT would set 1.0). The dialer
-    (``AST_VDauto_dial.pl``) then keeps ``round(level x active agents) - active calls`` lines up,
-    where active agents are ready or on a call (wrap-up/dispo counts as paused) and active calls
-    are ringing, waiting and bridged calls.
+    ``intensity`` there is a fraction: VICIdial's ``adaptive_intensity`` setting is a percentage
+    (-40..40 in its UI), so this class takes ``intensity`` in VICIdial's percent and uses
+    ``intensity / 100`` in the formula. For a negative ``pct`` (more calls waiting than agents
+    ready) VICIdial uses ``|intensity/100 - 1|`` instead of ``1 + intensity/100``, so a positive
+    intensity speeds up faster and slows down slower; the two agree at intensity 0 and this class
+    follows VICIdial. The level halves (``level / 2``, still at least 1) when today's drops /
+    answers exceed the drop target; VICIdial applies that rule only once more than 50 calls were
+    answered today (``min_answered_for_drop_rule``; 0 applies it from the first answer).
+    ADAPT_HARD_LIMIT would set 1.0 instead. The dialer (``AST_VDauto_dial.pl``) then keeps
+    ``round(level x active agents) - active calls`` lines up, where active agents are ready or on
+    a call (wrap-up/dispo counts as paused) and active calls are ringing, waiting and bridged calls.
+
+    Compared with :class:`PredictivePacing`: this is feedback on what already happened (agents
+    idle, calls waiting) averaged over 15 s, blind to answer probability, ring time and when
+    busy agents will free up, so it reacts late in both directions; ``bench/pacing.py`` and
+    ``dialer simulate`` run both on the same virtual clock.
     """
 
     name = "vicidial_adapt"
@@ -601,8 +622,9 @@ class VicidialAdaptPacing(PacingModel):
         diff = ready - waiting + self.dl_diff_target
         pct = diff / agents * 100.0 if diff != 0 and agents != 0 else 0.0
         mul = self.intensity / 100.0
-        pct_i = pct * abs(mul - 1.0) if pct < 0 else pct * (mul + 1.0)
-        level = min(self.max_level, max(1.0, self.level * (1.0 + pct_i / 100.0)))
+        # new_level = level x (1 + pct x (1 + intensity) / 100), VICIdial's |intensity - 1| when pct < 0
+        factor = abs(mul - 1.0) if pct < 0 else (1.0 + mul)
+        level = min(self.max_level, max(1.0, self.level * (1.0 + pct * factor / 100.0)))
         target = self.drop_target if self.drop_target is not None else s.target_abandon_rate
         if s.answered_today > self.min_answered_for_drop_rule and s.abandon_rate_today > target:
             level /= 2.0

@@ -545,6 +545,7 @@ class CampaignRunner:
         loop_now = asyncio.get_running_loop().time()
         load = self.agent_load()
         today = self.ledger.counts_today(now)
+        roll = self.ledger.counts_30d(now)
         p = self.settings.pacing
         local_hour = now.astimezone(zone(self.settings.timezone or "UTC")).hour
         return PacingSnapshot(
@@ -558,8 +559,9 @@ class CampaignRunner:
             wrapup_s=load.wrapup_s,
             calls_waiting=sum(1 for lv in self.live.values() if lv.phase == "answered"),
             abandon_rate_today=today.rate,
-            abandon_rate_30d=self.ledger.rate_30d(now),
+            abandon_rate_30d=roll.rate,
             answered_today=today.answered_human,
+            answered_30d=roll.answered_human,
             target_abandon_rate=p.target_abandon_rate,
             max_lines=p.max_lines,
             ring_timeout_s=float(p.ring_timeout_seconds),

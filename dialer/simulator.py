@@ -264,6 +264,7 @@ class _Run:
         now = self.now
         at = self.clock(now)
         today = self.ledger.counts_today(at)
+        roll = self.ledger.counts_30d(at)
         return PacingSnapshot(
             agents_ready=len(self.ready),
             talk_so_far_s=tuple(now - s for s in self.talk_start.values()),
@@ -275,8 +276,9 @@ class _Run:
             wrapup_s=self.p.wrapup_s,
             calls_waiting=len(self.waiting),
             abandon_rate_today=today.rate,
-            abandon_rate_30d=self.ledger.rate_30d(at),
+            abandon_rate_30d=roll.rate,
             answered_today=today.answered_human,
+            answered_30d=roll.answered_human,
             target_abandon_rate=self.p.target_abandon_rate,
             max_lines=self.p.max_lines,
             ring_timeout_s=self.p.ring_timeout_s,

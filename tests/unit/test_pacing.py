@@ -41,6 +41,7 @@ def snap(**kw: object) -> PacingSnapshot:
         "handle_time": TALK,
         "wrapup_s": 10.0,
         "answered_today": 500,
+        "answered_30d": 5000,
     }
     base.update(kw)
     return PacingSnapshot(**base)  # type: ignore[arg-type]
@@ -128,8 +129,18 @@ def test_guard_slows_down_near_the_cap() -> None:
     assert g.scale(snap(abandon_rate_30d=0.031)) is None  # the 30-day rate counts too
     assert g.tripped
     # too few answers today to trust a bad rate for slowing down, but a trip is kept
-    assert g.scale(snap(abandon_rate_today=0.0, answered_today=5)) is None
-    assert AbandonGuard().scale(snap(abandon_rate_today=0.5, answered_today=5)) == 1.0
+    assert g.scale(snap(abandon_rate_today=0.0, answered_today=5, answered_30d=5)) is None
+    assert AbandonGuard().scale(snap(abandon_rate_today=0.5, answered_today=5, answered_30d=5)) == 1.0
+
+
+def test_guard_trips_on_the_30_day_rate_early_in_the_day() -> None:
+    """FTC TSR counts 30 days: a campaign over its cap does not get a fresh start each morning."""
+    over = snap(abandon_rate_today=0.0, answered_today=0, abandon_rate_30d=0.06, answered_30d=400, agents_ready=10)
+    assert AbandonGuard().scale(over) is None
+    assert PredictivePacing().lines_to_dial(over, NOW) == 10  # progressive: one line per idle agent
+    # A 30-day rate that rests on a handful of answers is no more trusted than today's.
+    thin = snap(abandon_rate_today=0.0, answered_today=0, abandon_rate_30d=0.5, answered_30d=4)
+    assert AbandonGuard().scale(thin) == 1.0
 
 
 def test_predictive_dials_for_ready_agents_and_overdials_for_low_answer_rate() -> None:
