@@ -824,9 +824,13 @@ class Acd:
         vip: bool = False,
         priority: int = 0,
         call_id: str | None = None,
+        arrived_at: float | None = None,
     ) -> list[AcdOutput]:
         """A new callback request without a waiting caller (a complaint menu option, a web form).
-        It joins ``queue`` now as a virtual caller. Idempotent by ``callback_id``."""
+        It joins ``queue`` now as a virtual caller. Idempotent by ``callback_id``.
+
+        ``arrived_at`` (at most ``now``) is when the request first took its place in line: a
+        callback restored after a restart keeps that place, its SLA counting from then."""
         q = self._queue(queue)
         self._advance(now)
         if callback_id in self._callbacks:
@@ -839,7 +843,8 @@ class Acd:
                 state=self._calls[cid].phase.value,
                 command="schedule_callback",
             )
-        call = _Call(call_id=cid, queue=q, contact_id=contact_id, vip=vip, priority=priority, arrived_at=now)
+        arrived = now if arrived_at is None else min(arrived_at, now)
+        call = _Call(call_id=cid, queue=q, contact_id=contact_id, vip=vip, priority=priority, arrived_at=arrived)
         self._enqueue(call, q, now, callback=(callback_id, sla_s))
         return self._flush(now)
 

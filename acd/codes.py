@@ -7,6 +7,8 @@ The scheme (every code starts with ``*``; ``#`` ends the variable-length ones)::
     *0                 hang up the customer (the agent's own leg stays up in nailed mode)
     *5<code>#          disposition code for the current or last call, 1-6 digits
     *6<YYMMDDHHMM>#    schedule a callback to the last customer at that local time
+    *7                 record this call now (recording policy "on_demand"; resumes a paused one)
+    *8                 pause the call's recording, or resume it (e.g. while a card number is read)
     *9                 log out (a nailed agent's leg is hung up too)
     *55                (dialled, not keyed in a call) log in; see ``LOGIN_CODE``
 
@@ -34,7 +36,9 @@ __all__ = [
     "Logout",
     "Pause",
     "Ready",
+    "RecordingToggle",
     "ScheduleCallback",
+    "StartRecording",
 ]
 
 LOGIN_CODE: Final = "*55"
@@ -89,6 +93,16 @@ class ScheduleCallback:
 
 
 @dataclass(frozen=True, slots=True)
+class StartRecording:
+    """``*7``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingToggle:
+    """``*8``: pause the recording if it runs, resume it if it is paused."""
+
+
+@dataclass(frozen=True, slots=True)
 class Logout:
     """``*9``."""
 
@@ -101,7 +115,9 @@ class InvalidCode:
     why: str
 
 
-AgentCommand = Ready | Pause | HangupCustomer | Disposition | ScheduleCallback | Logout
+AgentCommand = (
+    Ready | Pause | HangupCustomer | Disposition | ScheduleCallback | StartRecording | RecordingToggle | Logout
+)
 
 
 class CodeParser:
@@ -149,6 +165,10 @@ class CodeParser:
             return HangupCustomer()
         if op == "9" and not rest:
             return Logout()
+        if op == "7" and not rest:
+            return StartRecording()
+        if op == "8" and not rest:
+            return RecordingToggle()
         if op == "2":
             if not rest:
                 return None
@@ -165,7 +185,7 @@ class CodeParser:
         return InvalidCode(
             buf,
             "unknown code; use *1 ready, *2<d> pause, *0 hang up, *5<code># disposition, "
-            "*6<YYMMDDHHMM># callback, *9 log out",
+            "*6<YYMMDDHHMM># callback, *7 record, *8 pause/resume recording, *9 log out",
         )
 
     @staticmethod

@@ -99,7 +99,9 @@ class CallbackRow(Base):
 
     ``state``: requested -> offered -> dialing -> done | failed (``acd.CallbackState``), plus
     ``scheduled`` for an agent's callback not due yet. ``due_at`` is the SLA deadline;
-    ``scheduled_for`` the earliest time to call (agent-scheduled callbacks).
+    ``scheduled_for`` the earliest time to call (agent-scheduled callbacks). ``arrived_at`` is
+    when the request took its place in line (the caller's arrival for a waiting caller's
+    request), so a callback restored after a restart keeps that place.
     """
 
     __tablename__ = "callback_requests"
@@ -113,6 +115,7 @@ class CallbackRow(Base):
     complaint: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(16), default="requested")
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
     owner_agent: Mapped[str | None] = mapped_column(String(64))

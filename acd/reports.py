@@ -5,7 +5,8 @@ queue_log rows:
 
 - *offered* = answered + abandoned + exited (EXITWITHTIMEOUT, EXITWITHKEY, EXITEMPTY) + callbacks
   requested by callers who were waiting live; FULL/JOINEMPTY rows are ``rejected``, not offered.
-- *service level* = answered with hold <= T / offered (abandons included), T = 20 s by default.
+- *service level* = answered with hold <= T / offered (abandons included), T being each queue's
+  own ``service_level_s`` ([acd.queues.<id>], see :func:`service_levels`), 20 s by default.
 - *ASA* = total hold of answered calls / answered. *AHT* = (talk + wrap-up) / handled calls, talk
   being COMPLETE*'s connected time (which includes any on-hold time).
 - *abandon rate* = abandoned / offered. *longest wait* = the longest hold, abandon or exit wait.
@@ -21,10 +22,10 @@ load the rows.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Final, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,7 +33,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from acd.models import QueueLogRow
 from acd.queue_log import NO_QUEUE
 
-__all__ = ["AgentReport", "QueueReport", "agent_report", "load_rows", "queue_report", "summarise"]
+__all__ = [
+    "DEFAULT_SERVICE_LEVEL_S",
+    "AgentReport",
+    "QueueReport",
+    "agent_report",
+    "load_rows",
+    "queue_report",
+    "service_levels",
+    "summarise",
+]
+
+#: T of the service level when a queue does not set its own (``acd.service.QueueSettings``).
+DEFAULT_SERVICE_LEVEL_S: Final = 20.0
 
 _EXITS = ("EXITWITHTIMEOUT", "EXITWITHKEY", "EXITEMPTY")
 _AGENT_STATE = ("LOGIN", "LOGOFF", "PAUSE", "UNPAUSE")
@@ -124,6 +137,24 @@ class _A:
     pauses: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
+def service_levels(queues: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Each configured queue's service-level threshold T, from the ``[acd.queues.<id>]`` tables
+    (``service_level_s``; :data:`DEFAULT_SERVICE_LEVEL_S` when a queue sets none)."""
+    levels: dict[str, float] = {}
+    for qid, table in queues.items():
+        value = table.get("service_level_s", DEFAULT_SERVICE_LEVEL_S)
+        try:
+            level = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"[acd.queues.{qid}] service_level_s = {value!r}: give the threshold in seconds, e.g. 20"
+            ) from None
+        if isinstance(value, bool) or not level >= 0:
+            raise ValueError(f"[acd.queues.{qid}] service_level_s = {value!r}: give a number of seconds >= 0, e.g. 20")
+        levels[qid] = level
+    return levels
+
+
 def _num(text: str) -> float:
     try:
         return float(text)
@@ -140,11 +171,13 @@ def summarise(
     *,
     since: datetime,
     until: datetime,
-    service_level_s: float | dict[str, float] = 20.0,
+    service_level_s: float | Mapping[str, float] = DEFAULT_SERVICE_LEVEL_S,
 ) -> tuple[list[QueueReport], list[AgentReport]]:
     """Queue and agent reports for ``[since, until)`` from rows in time order.
 
-    Rows before ``since`` only set agents' state (logged in, paused) at the window's start.
+    ``service_level_s`` is one threshold T for every queue, or T per queue (others get
+    :data:`DEFAULT_SERVICE_LEVEL_S`). Rows before ``since`` only set agents' state (logged in,
+    paused) at the window's start.
     """
     queues: dict[str, _Q] = defaultdict(_Q)
     agents: dict[str, _A] = defaultdict(_A)
@@ -153,7 +186,9 @@ def summarise(
     callback_calls: set[str] = set()
 
     def sl(queue: str) -> float:
-        return service_level_s.get(queue, 20.0) if isinstance(service_level_s, dict) else service_level_s
+        if isinstance(service_level_s, Mapping):
+            return service_level_s.get(queue, DEFAULT_SERVICE_LEVEL_S)
+        return service_level_s
 
     for r in rows:
         if r.time >= until:
@@ -306,7 +341,7 @@ async def queue_report(
     until: datetime,
     *,
     queues: Sequence[str] = (),
-    service_level_s: float | dict[str, float] = 20.0,
+    service_level_s: float | Mapping[str, float] = DEFAULT_SERVICE_LEVEL_S,
 ) -> list[QueueReport]:
     rows = await load_rows(sessionmaker, since, until)
     reports, _ = summarise(rows, since=since, until=until, service_level_s=service_level_s)

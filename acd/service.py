@@ -28,11 +28,11 @@ import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
@@ -82,7 +82,9 @@ from acd.codes import (
     Logout,
     Pause,
     Ready,
+    RecordingToggle,
     ScheduleCallback,
+    StartRecording,
 )
 from acd.metrics import AgentStats, QueueStats
 from acd.queue_log import NO_QUEUE, queue_log_record
@@ -107,10 +109,12 @@ from acd.supervision import (
     TrustedCalls,
 )
 from infra.bus import EventBus
+from infra.logging import in_log_context
 from ivr.announce import AnnouncementPolicy, play_hold
 from ivr.menu import CallerHungUp, HangUp, MenuSet, RequestCallback, RouteToQueue, RouteToVoicemail, run_menu
 from ivr.prompts import PromptError
 from ivr.steps import PromptSource, digit_reader
+from ivr.survey import run_survey
 from telephony.aio.supervision import DEFAULT_FEATURE_CODES, DEFAULT_KEYS, LEAVE, SupervisionMode
 from telephony.aio.ua import Call, UserAgent
 from telephony.media.bridge import Bridge
@@ -127,13 +131,19 @@ __all__ = [
     "AgentStatus",
     "CallbackScheduled",
     "Connected",
+    "CustomerHeld",
     "DispositionSet",
     "HoldSettings",
     "NoAgent",
     "QueueSettings",
     "QueueStatus",
+    "RecordingAction",
+    "RecordingControl",
     "SupervisionRefused",
     "SupervisorSettings",
+    "SurveyAnswered",
+    "SurveySettings",
+    "SurveyStarted",
     "VoicemailRecorded",
 ]
 
@@ -182,6 +192,20 @@ class HoldSettings(_Model):
         )
 
 
+class SurveySettings(_Model):
+    """The post-call satisfaction survey (``ivr.survey``): asked to the customer after the AGENT
+    hangs up ("press 1 satisfied, 2 average, 3 unsatisfied"), never when the customer hangs up.
+    ``prompt``/``thanks``/``invalid`` are prompt names; the answer goes to the service's
+    ``on_survey`` hook (recordings stores it) and the bus as :class:`SurveyAnswered`."""
+
+    enabled: bool = False
+    prompt: str = Field(default="survey_question", min_length=1)
+    thanks: str = Field(default="survey_thanks", min_length=1)
+    invalid: str = Field(default="invalid", min_length=1)
+    attempts: int = Field(default=3, ge=1, le=5)
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
 class QueueSettings(_Model):
     """One queue as written in the config; :meth:`core` gives the pure core's :class:`QueueConfig`.
 
@@ -216,6 +240,7 @@ class QueueSettings(_Model):
     callback_risk_fraction: float = 0.8
     default_aht_s: float = 180.0
     hold: HoldSettings = Field(default_factory=HoldSettings)
+    survey: SurveySettings = Field(default_factory=SurveySettings)
 
     def core(self) -> QueueConfig:
         where = f"queue {self.id!r}"
@@ -472,11 +497,71 @@ class CallbackScheduled:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomerHeld:
+    """The agent put the customer on hold (``held``) or took them off it; ``on_hold_s`` is the
+    call's hold time so far. From the agent phone's re-INVITE (RFC 3264 §8.4: sendonly, inactive
+    or the c=0.0.0.0 of RFC 2543) on the agent's leg."""
+
+    __topic__: ClassVar[str] = "calls/{call_id}/events"
+    call_id: str
+    agent_id: str
+    held: bool
+    on_hold_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyStarted:
+    """The agent hung up and the customer is asked the post-call survey."""
+
+    __topic__: ClassVar[str] = "calls/{call_id}/events"
+    call_id: str
+    agent_id: str
+    queue: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyAnswered:
+    """The post-call survey is over; ``answer`` 1 satisfied, 2 average, 3 unsatisfied, None (no answer)."""
+
+    __topic__: ClassVar[str] = "calls/{call_id}/events"
+    call_id: str
+    agent_id: str
+    queue: str | None
+    campaign_id: int | None
+    campaign: str | None
+    answer: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class AgentCodeRejected:
     __topic__: ClassVar[str] = "agents/{agent_id}/codes"
     agent_id: str
     keyed: str
     why: str
+
+
+# == what the service asks of recordings ===========================================================
+
+RecordingAction = Literal["start", "pause", "resume", "toggle"]
+
+
+class RecordingControl(Protocol):
+    """The agent's recording controls (``*7``/``*8`` and the HTTP API), carried out by recordings
+    (``dialer.wiring.RecordingHookup``): the ACD only finds the agent's customer and bridge.
+
+    Returns ``"recording"`` or ``"paused"``; raises ValueError (or RuntimeError) saying why not."""
+
+    async def agent_recording(
+        self,
+        action: RecordingAction,
+        call: Call,
+        bridge: Bridge | None,
+        *,
+        agent_id: str,
+        queue: str | None,
+        campaign_id: int | None,
+        campaign: str | None,
+    ) -> str: ...
 
 
 # == results for the campaign runner ==============================================================
@@ -520,6 +605,16 @@ class _Customer:
     keys: asyncio.Task[None] | None = None
     connected: asyncio.Future[str | None] | None = None
     info: asyncio.Task[CallerInfo] | None = None
+    # The campaign's word on the survey (connect_outbound): None = the queue's setting.
+    survey: bool | SurveySettings | None = None
+    campaign_id: int | None = None
+    campaign: str | None = None
+    # The agent's holds of this customer, for AHT = talk + hold + wrap-up.
+    on_hold_s: float = 0.0
+    held_since: float | None = None
+
+    def hold_total(self, now: float) -> float:
+        return self.on_hold_s + (now - self.held_since if self.held_since is not None else 0.0)
 
 
 @dataclass(eq=False)
@@ -583,6 +678,10 @@ class AcdService:
         self.writer = QueueLogWriter(sessionmaker, flush_interval=config.queue_log_flush_s) if sessionmaker else None
         self.acd: Acd | None = None
         self.on_bridged: Callable[[Call, Call, Bridge], None] | None = None
+        # Stores a survey answer (dialer.wiring sets it to recordings' save_survey_answer); awaited
+        # before the customer is hung up.
+        self.on_survey: Callable[[SurveyAnswered], Awaitable[None]] | None = None
+        self.recording_control: RecordingControl | None = None
         self._queues = {q.id: q for q in config.queues}
         self._members: dict[str, list[str]] = {q.id: [] for q in config.queues}
         self._agents: dict[str, _Agent] = {}
@@ -883,9 +982,13 @@ class AcdService:
         self._timer_at = None
         self._feed(self._core.tick)
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str = "acd-task") -> asyncio.Task[Any]:
+    def _spawn(
+        self, coro: Coroutine[Any, Any, Any], name: str = "acd-task", **log_context: object
+    ) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task of the service; ``log_context`` (call_id, agent_id, ...) is bound
+        on every log line the task writes."""
         assert self._loop is not None
-        task = self._loop.create_task(coro, name=name)
+        task = self._loop.create_task(in_log_context(coro, **log_context) if log_context else coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -1005,9 +1108,13 @@ class AcdService:
             agent = self._agents[action.agent_id]
             agent.offer_call = action.call_id
             if action.mode is ConnectionMode.NAILED:
-                self._spawn(self._offer_nailed(agent, action), "acd-offer-nailed")
+                self._spawn(
+                    self._offer_nailed(agent, action), "acd-offer-nailed", agent_id=agent.id, call_id=action.call_id
+                )
             else:
-                self._spawn(self._offer_ring(agent, action), "acd-offer-ring")
+                self._spawn(
+                    self._offer_ring(agent, action), "acd-offer-ring", agent_id=agent.id, call_id=action.call_id
+                )
         elif isinstance(action, WithdrawOffer):
             agent = self._agents[action.agent_id]
             if agent.offer_call == action.call_id:
@@ -1047,7 +1154,13 @@ class AcdService:
             if customer is not None:
                 self._spawn(self._confirm_callback(customer), "acd-callback-confirm")
         elif isinstance(action, DialCallback):
-            self._spawn(self._dial_callback(action), "acd-dial-callback")
+            self._spawn(
+                self._dial_callback(action),
+                "acd-dial-callback",
+                call_id=action.call_id,
+                agent_id=action.agent_id,
+                callback_id=action.callback_id,
+            )
 
     # -- offers ----------------------------------------------------------------------------------
 
@@ -1081,6 +1194,7 @@ class AcdService:
             if agent.offer_leg is leg and agent.offer_call == offer.call_id:
                 agent.offer_leg, agent.offer_call, agent.talk_leg = None, None, leg
                 leg.on_dtmf = lambda digit: self._agent_digit(agent, digit)
+                self._watch_hold(agent, leg)
                 self._spawn(self._watch_agent_leg(agent, leg, offer.call_id), "acd-watch-agent")
                 self._feed(lambda now: self._core.offer_answered(offer.call_id, agent.id, now))
             else:
@@ -1121,6 +1235,7 @@ class AcdService:
         customer.phase = "connected"
         customer.agent_id = agent.id
         agent.call_id = customer.acd_id
+        self._agent_leg_direction(agent, agent_leg)  # a phone already on hold holds this customer
         log.info("acd.bridged", call_id=customer.acd_id, agent_id=agent.id, mode=agent.spec.mode.value)
         if self.on_bridged is not None:
             self.on_bridged(customer.call, agent_leg, customer.bridge)
@@ -1151,7 +1266,9 @@ class AcdService:
         if previous == "connected":
             agent = self._agents.get(customer.agent_id or "")
             self._unbridge(customer)
-            self._feed(lambda now: self._core.call_ended(customer.acd_id, now, "caller"))
+            self._feed(
+                lambda now: self._core.call_ended(customer.acd_id, now, "caller", on_hold_s=customer.hold_total(now))
+            )
             if agent is not None:
                 agent.call_id = None if agent.call_id == customer.acd_id else agent.call_id
                 leg, agent.talk_leg = agent.talk_leg, None
@@ -1175,12 +1292,118 @@ class AcdService:
             return
         customer = self._customers.get(call_id)
         if customer is not None:
+            connected = customer.phase == "connected" and not customer.call.ended
+            survey = self._survey_for(customer) if connected and not self._stopping else None
             customer.phase = "leaving"
             self._unbridge(customer)
-            self._spawn(customer.call.hangup(), "acd-customer-hangup")
+            if survey is not None:
+                # The customer's leg stays up for the survey; the agent goes to wrap-up meanwhile.
+                self._spawn(
+                    self._survey(customer, agent.id, survey), "acd-survey", call_id=customer.acd_id, agent_id=agent.id
+                )
+            else:
+                self._spawn(customer.call.hangup(), "acd-customer-hangup")
         if agent.call_id == call_id:
             agent.call_id = None
-        self._feed(lambda now: self._core.call_ended(call_id, now, "agent"))
+        held = customer if customer is not None and customer.agent_id == agent.id else None
+        self._feed(
+            lambda now: self._core.call_ended(call_id, now, "agent", on_hold_s=held.hold_total(now) if held else 0.0)
+        )
+
+    # -- hold: the agent's phone holds the customer ----------------------------------------------
+
+    def _watch_hold(self, agent: _Agent, leg: Call) -> None:
+        """Be told of every offer/answer on the agent's leg. The UA restarts the leg's media with
+        the new direction on each re-INVITE, so wrapping that one call is the hook."""
+        media = leg.media
+        if media is None:
+            return
+        restart = media.start
+
+        def start(params: Any = None) -> None:
+            restart(params)
+            self._agent_leg_direction(agent, leg)
+
+        media.start = start  # type: ignore[method-assign]
+
+    def _agent_leg_direction(self, agent: _Agent, leg: Call) -> None:
+        params = leg.media.params if leg.media is not None else None
+        if params is None:
+            return
+        held = not params.sends  # the phone went sendonly/inactive: we answered recvonly/inactive
+        customer = self._customers.get(agent.call_id or "")
+        if customer is None or customer.agent_id != agent.id or customer.phase != "connected":
+            return
+        now = self._now()
+        if held == (customer.held_since is not None):
+            return
+        data: tuple[str, ...] = ()
+        if held:
+            customer.held_since = now
+            verb = "HOLD"
+        else:
+            assert customer.held_since is not None
+            seconds = now - customer.held_since
+            customer.on_hold_s += seconds
+            customer.held_since = None
+            verb, data = "UNHOLD", (str(round(seconds)),)
+        log.info("acd.customer_held" if held else "acd.customer_unheld", call_id=customer.acd_id, agent_id=agent.id)
+        self._log(LogLine(datetime.now(UTC), customer.acd_id, customer.queue or NO_QUEUE, agent.id, verb, data))
+        self.bus.publish(
+            CustomerHeld(call_id=customer.acd_id, agent_id=agent.id, held=held, on_hold_s=customer.hold_total(now))
+        )
+
+    def _survey_for(self, customer: _Customer) -> SurveySettings | None:
+        """The survey to ask: the campaign's choice when the call came with one, else the queue's."""
+        queue = self._queues.get(customer.queue or "")
+        base = queue.survey if queue is not None else SurveySettings()
+        wanted = customer.survey
+        if isinstance(wanted, SurveySettings):
+            return wanted if wanted.enabled else None
+        if wanted is None:
+            return base if base.enabled else None
+        return base if wanted else None
+
+    async def _survey(self, customer: _Customer, agent_id: str, settings: SurveySettings) -> None:
+        call = customer.call
+        answer: int | None = None
+        try:
+            if call.media is not None:
+                call.media.stop_playing()
+            self.bus.publish(SurveyStarted(call_id=customer.acd_id, agent_id=agent_id, queue=customer.queue))
+            result = await run_survey(
+                call,
+                self.prompts,
+                attempts=settings.attempts,
+                timeout=settings.timeout_s,
+                question=settings.prompt,
+                thanks=settings.thanks,
+                invalid=settings.invalid,
+                hangup=False,
+            )
+            answer = None if result is None else int(result)
+        except (PromptError, KeyError, RuntimeError, OSError) as exc:  # a broken survey never keeps the line
+            log.warning("acd.survey_failed", call_id=customer.acd_id, error=str(exc))
+        try:
+            event = SurveyAnswered(
+                call_id=customer.acd_id,
+                agent_id=agent_id,
+                queue=customer.queue,
+                campaign_id=customer.campaign_id,
+                campaign=customer.campaign,
+                answer=answer,
+            )
+            self.bus.publish(event)
+            queue = customer.queue or NO_QUEUE
+            self._log(LogLine(datetime.now(UTC), customer.acd_id, queue, agent_id, "SURVEY", (str(answer or ""),)))
+            if self.on_survey is not None:
+                try:
+                    await self.on_survey(event)
+                except Exception as exc:  # the answer is lost, the call still ends
+                    log.warning("acd.survey_not_saved", call_id=customer.acd_id, error=str(exc))
+        finally:
+            if not call.ended:
+                await call.hangup()
 
     async def _watch_nailed(self, agent: _Agent, leg: Call) -> None:
         await leg.wait_ended()
@@ -1209,9 +1432,9 @@ class AcdService:
         if self._stopping:
             self._spawn(call.reject(503, "Service Unavailable (shutting down)"), "acd-reject")
         elif user == self.config.login_code:
-            self._spawn(self._agent_login_call(call), "acd-login")
+            self._spawn(self._agent_login_call(call), "acd-login", call_id=call.id)
         elif user in self.config.dids:
-            self._spawn(self._inbound(call, self.config.dids[user]), "acd-inbound")
+            self._spawn(self._inbound(call, self.config.dids[user]), "acd-inbound", call_id=call.id)
         elif (code := self.supervision.feature_code(user)) is not None:
             self._spawn(self.supervision.feature_call(call, *code), "acd-supervision")
         elif self._prev_incoming is not None:
@@ -1236,7 +1459,8 @@ class AcdService:
             return
         agent.nailed = call
         call.on_dtmf = lambda digit: self._agent_digit(agent, digit)
-        self._spawn(self._watch_nailed(agent, call), "acd-watch-nailed")
+        self._watch_hold(agent, call)
+        self._spawn(self._watch_nailed(agent, call), "acd-watch-nailed", agent_id=agent.id)
         await self._play_quietly(call, self._beep)
         if agent.nailed is call and self._core.agent_info(agent.id).state is AgentState.LOGGED_OUT:
             self._feed(lambda now: self._core.agent_login(agent.id, now))
@@ -1271,7 +1495,7 @@ class AcdService:
         customer = _Customer(call=call, acd_id=call.id, number=_caller_number(call), direction="inbound")
         self._customers[customer.acd_id] = customer
         self._numbers[customer.acd_id] = customer.number
-        self._spawn(self._watch_customer(customer), "acd-watch-customer")
+        self._spawn(self._watch_customer(customer), "acd-watch-customer", call_id=customer.acd_id)
         # The caller look-up (database) runs while we answer and while the IVR plays.
         customer.info = self._spawn(self._caller_info(customer.number), "acd-lookup")
         await call.answer()
@@ -1451,6 +1675,10 @@ class AcdService:
             number = self._numbers.get(e.call_id)
             record = self._callbacks[e.callback_id] = _Callback(e.callback_id, e.queue, number)
         self._numbers.setdefault(e.call_id, record.number or "")
+        try:  # the caller's place in line, which a restart must not lose
+            arrived_at: datetime | None = self._utc(self._core.call_info(e.call_id).arrived_at)
+        except AcdError:
+            arrived_at = None
         self._db(
             _save_callback,
             id=e.callback_id,
@@ -1461,6 +1689,7 @@ class AcdService:
             complaint=record.complaint,
             state="requested",
             requested_at=datetime.now(UTC),
+            arrived_at=arrived_at,
             due_at=self._utc(e.due_at),
             owner_agent=record.owner,
         )
@@ -1501,13 +1730,16 @@ class AcdService:
             return
         customer = _Customer(call=leg, acd_id=action.call_id, number=number, direction="callback", queue=action.queue)
         self._customers[customer.acd_id] = customer
-        self._spawn(self._watch_customer(customer), "acd-watch-customer")
+        self._spawn(self._watch_customer(customer), "acd-watch-customer", call_id=customer.acd_id)
         self._bridge(customer, agent_leg, agent)
         self._feed(lambda now: self._core.callback_result(action.callback_id, True, now))
 
     async def _restore_callbacks(self) -> None:
         assert self.sessionmaker is not None and self._loop is not None
-        for row in await load_open_callbacks(self.sessionmaker):
+        rows = await load_open_callbacks(self.sessionmaker)
+        # In their order in line, so that equal arrival times keep their order too.
+        rows.sort(key=lambda r: r.arrived_at or r.requested_at or datetime.now(UTC))
+        for row in rows:
             if row.queue not in self._queues:
                 continue
             self._callbacks[row.id] = _Callback(row.id, row.queue, row.number, row.complaint, row.owner_agent)
@@ -1515,8 +1747,11 @@ class AcdService:
             if row.state == "scheduled" and row.scheduled_for is not None:
                 self._arm_scheduled(row.id, row.scheduled_for)
                 continue
-            due = row.due_at or datetime.now(UTC) + timedelta(hours=12)
-            sla = max(1.0, (due - datetime.now(UTC)).total_seconds())
+            # The request keeps its place in line (arrived_at) and its SLA deadline (due_at).
+            wall_now = datetime.now(UTC)
+            arrived = min(row.arrived_at or row.requested_at or wall_now, wall_now)
+            due = row.due_at or wall_now + timedelta(hours=12)
+            sla = max(1.0, (due - arrived).total_seconds())
             self._feed(
                 functools.partial(
                     self._core.schedule_callback,
@@ -1525,6 +1760,7 @@ class AcdService:
                     contact_id=row.contact_id,
                     sla_s=sla,
                     call_id=row.call_id if row.call_id != row.id else None,
+                    arrived_at=self._loop.time() - (wall_now - arrived).total_seconds(),
                 )
             )
         log.info("acd.callbacks_restored", count=len(self._callbacks))
@@ -1577,11 +1813,56 @@ class AcdService:
                 self._schedule_callback(agent, result.at, None, None)
             elif isinstance(result, Logout):
                 self._feed(lambda now: self._core.agent_logout(agent.id, now, "agent"), raise_errors=True)
+            elif isinstance(result, StartRecording | RecordingToggle):
+                action: RecordingAction = "start" if isinstance(result, StartRecording) else "toggle"
+                customer = self._recordable(agent, action)  # refused at once when there is no call
+                self._spawn(self._recording_code(agent, customer, action), "acd-recording-code")
+                return  # the recording service answers; a refusal is published then
         except (AcdError, ValueError) as exc:
             self.bus.publish(AgentCodeRejected(agent_id=agent.id, keyed=type(result).__name__, why=str(exc)))
             self._feedback(agent, ok=False)
             return
         self._feedback(agent, ok=True)
+
+    def _recordable(self, agent: _Agent, action: RecordingAction) -> _Customer:
+        customer = self._customers.get(agent.call_id or "")
+        if customer is None or customer.phase != "connected" or customer.agent_id != agent.id:
+            raise AcdStateError(
+                f"agent {agent.id!r} has no customer on the line to {action} recording",
+                subject=agent.id,
+                state=self._core.agent_info(agent.id).state.value,
+                command=f"recording_{action}",
+            )
+        if self.recording_control is None:
+            raise AcdStateError(
+                "recordings are not running in this process; enable [recordings] and restart",
+                subject=agent.id,
+                state=self._core.agent_info(agent.id).state.value,
+                command=f"recording_{action}",
+            )
+        return customer
+
+    async def _recording(self, agent: _Agent, customer: _Customer, action: RecordingAction) -> str:
+        assert self.recording_control is not None
+        state = await self.recording_control.agent_recording(
+            action,
+            customer.call,
+            customer.bridge,
+            agent_id=agent.id,
+            queue=customer.queue,
+            campaign_id=customer.campaign_id,
+            campaign=customer.campaign,
+        )
+        self._log(
+            LogLine(datetime.now(UTC), customer.acd_id, customer.queue or NO_QUEUE, agent.id, "RECORDING", (state,))
+        )
+        return state
+
+    async def _recording_code(self, agent: _Agent, customer: _Customer, action: RecordingAction) -> None:
+        try:
+            await self._recording(agent, customer, action)
+        except (ValueError, RuntimeError, OSError) as exc:
+            self.bus.publish(AgentCodeRejected(agent_id=agent.id, keyed=f"recording_{action}", why=str(exc)))
 
     def _feedback(self, agent: _Agent, *, ok: bool) -> None:
         """A beep (done) or a low tone (refused) on the agent's own leg, unless a customer is on it."""
@@ -1632,6 +1913,9 @@ class AcdService:
     def _schedule_callback(self, agent: _Agent, at: datetime, number: str | None, queue: str | None) -> str:
         if at.tzinfo is None:
             raise ValueError(f"callback time {at.isoformat()} has no time zone; pass an aware datetime")
+        if at < datetime.now(UTC) - timedelta(minutes=1):
+            # A mistyped date (last year, or yesterday) would be dialled at once: say so instead.
+            raise ValueError(f"callback time {at.isoformat(timespec='minutes')} is in the past; give a later time")
         number = number or agent.last_number
         if not number:
             raise ValueError(f"agent {agent.id!r} has no last customer; give the number to call back")
@@ -1711,6 +1995,13 @@ class AcdService:
         self._agent(agent_id)
         self._feed(lambda now: self._core.agent_logout(agent_id, now, "agent"), raise_errors=True)
 
+    async def agent_recording(self, agent_id: str, action: RecordingAction) -> str:
+        """Start (on demand), pause, resume or toggle the recording of the agent's current call;
+        returns ``"recording"`` or ``"paused"``. Raises AcdStateError without a call (or without
+        recordings), ValueError when recordings refuse (e.g. policy none, nothing to pause)."""
+        agent = self._agent(agent_id)
+        return await self._recording(agent, self._recordable(agent, action), action)
+
     # == public API: supervisors ==================================================================
 
     async def assign_call(self, call_id: str, agent_id: str) -> None:
@@ -1789,12 +2080,19 @@ class AcdService:
         number: str | None = None,
         vip: bool = False,
         wait_s: float | None = None,
+        survey: bool | SurveySettings | None = None,
+        campaign_id: int | None = None,
+        campaign: str | None = None,
     ) -> Connected | NoAgent:
         """Route an answered outbound call to a free agent of ``queue``.
 
         Nailed agents are bridged at once (a beep, no ringing). Returns :class:`NoAgent` at once
         when no member is ready, and after ``wait_s`` (default ``outbound_wait_s``) when nobody
         took it, so the runner can still play its abandon message within 2 seconds.
+
+        ``survey`` is the campaign's post-call survey setting: True/False overrides the queue's
+        ``survey.enabled`` (the queue's prompts are used), a :class:`SurveySettings` replaces it,
+        None leaves it to the queue. ``campaign_id``/``campaign`` go with the survey answer.
         """
         started = self._now()
         if self._stopping or not self._started:
@@ -1812,10 +2110,13 @@ class AcdService:
             phase="queued",
             queue=queue,
             connected=self._loop.create_future(),
+            survey=survey,
+            campaign_id=campaign_id,
+            campaign=campaign,
         )
         self._customers[customer.acd_id] = customer
         self._numbers[customer.acd_id] = customer.number
-        self._spawn(self._watch_customer(customer), "acd-watch-customer")
+        self._spawn(self._watch_customer(customer), "acd-watch-customer", call_id=customer.acd_id)
         self._feed(lambda now: self._core.call_arrived(customer.acd_id, queue, now, contact_id=contact_id, vip=vip))
         assert customer.connected is not None
         try:
@@ -1838,7 +2139,10 @@ class AcdService:
 
 async def _save_callback(sessionmaker: async_sessionmaker[AsyncSession], **values: Any) -> None:
     await insert_callback(sessionmaker, **values)
-    await update_callback(sessionmaker, values["id"], state=values["state"])
+    changes = {"state": values["state"]}
+    if values.get("arrived_at") is not None:  # a scheduled callback takes its place when it falls due
+        changes["arrived_at"] = values["arrived_at"]
+    await update_callback(sessionmaker, values["id"], **changes)
 
 
 def _dialled_user(call: Call) -> str:

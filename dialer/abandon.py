@@ -130,6 +130,14 @@ class AbandonLedger:
         self._prune(ensure_utc(now))
         return LedgerCounts(self._roll_answered, self._roll_abandoned)
 
+    def counts_24h(self, now: datetime) -> LedgerCounts:
+        """Counts over the rolling 24 hours (now - 24 h, now], for the wallboard's "24 h" figure."""
+        at = ensure_utc(now)
+        self._prune(at)
+        lo = bisect.bisect_right(self._times, at - timedelta(hours=24), lo=self._head)
+        hi = bisect.bisect_right(self._times, at, lo=lo)
+        return LedgerCounts(hi - lo, sum(self._flags[lo:hi]))
+
     def rate_today(self, now: datetime) -> float:
         """Abandoned / human-answered on the campaign's local day containing ``now`` (Ofcom)."""
         return self.counts_today(now).rate

@@ -33,6 +33,7 @@ __all__ = [
     "AmdVerdict",
     "AnsweringMachineDetector",
     "BeepDetector",
+    "MessageCue",
     "classify",
     "detect_beep",
 ]
@@ -69,6 +70,8 @@ class AmdConfig:
     beep_max_hz: float = 2200.0
     #: share of a frame's energy within +-1 bin of the peak for it to count as a pure tone
     beep_purity: float = 0.9
+    #: a machine without a beep: this much silence after its greeting ends it (leave the message)
+    greeting_end_silence_ms: int = 1500
 
     def __post_init__(self) -> None:
         if self.frame_ms not in (10, 20, 30):
@@ -77,7 +80,8 @@ class AmdConfig:
             raise ValueError(f"vad_mode {self.vad_mode} must be 0 (least aggressive) to 3 (most)")
         if self.after_greeting_silence_ms <= self.between_words_silence_ms:
             raise ValueError("after_greeting_silence_ms must be longer than between_words_silence_ms")
-        if min(self.initial_silence_ms, self.greeting_max_ms, self.total_analysis_ms) <= 0:
+        times = (self.initial_silence_ms, self.greeting_max_ms, self.total_analysis_ms, self.greeting_end_silence_ms)
+        if min(times) <= 0:
             raise ValueError("AMD time thresholds must be positive milliseconds")
 
 
@@ -259,6 +263,41 @@ class BeepDetector:
                 self.beep_at_ms = self._t
                 self.beep_hz = float(np.median(self._run_hz))
                 return self.beep_at_ms
+        return None
+
+
+class MessageCue:
+    """When to start leaving a message on a machine: its beep, or (machines without one) the end
+    of its greeting, ``greeting_end_silence_ms`` of silence after speech was heard.
+
+    Feed the audio heard after AMD said "machine" (the greeting is usually still playing);
+    ``feed`` returns ``"beep"`` or ``"silence"`` once, then keeps returning it.
+    """
+
+    def __init__(self, config: AmdConfig | None = None, sample_rate: int = SAMPLE_RATE) -> None:
+        self.config = config or AmdConfig()
+        self._beep = BeepDetector(self.config, sample_rate)
+        self._framer = _Framer(sample_rate * self.config.frame_ms // 1000)
+        self._heard_sound = False
+        self._silence_ms = 0
+        self.cue: str | None = None
+
+    def feed(self, pcm: bytes) -> str | None:
+        if self.cue is not None:
+            return self.cue
+        if self._beep.feed(pcm) is not None:
+            self.cue = "beep"
+            return self.cue
+        cfg = self.config
+        for frame in self._framer.frames(pcm):
+            if _frame_dbfs(np.frombuffer(frame, dtype=np.int16)) >= cfg.min_speech_dbfs:
+                self._heard_sound = True
+                self._silence_ms = 0
+            elif self._heard_sound:
+                self._silence_ms += cfg.frame_ms
+                if self._silence_ms >= cfg.greeting_end_silence_ms:
+                    self.cue = "silence"
+                    return self.cue
         return None
 
 

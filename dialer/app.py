@@ -78,7 +78,7 @@ class DialerApp:
             self.broker = EmbeddedBroker(host=host, port=port)
             await self.broker.start()
             url = self.broker.url
-        self.mqtt = MqttBridge(self.bus, url=url, site=s.site.name)
+        self.mqtt = MqttBridge(self.bus, url=url, site=s.site.name, topic_prefix=s.mqtt.topic_prefix)
         await self.mqtt.start()
 
         self.ua = UserAgent(self._ua_config())

@@ -19,14 +19,16 @@ from typing import Any, Literal
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialer.models import Campaign, CampaignStatus, Disposition, Lead
+from dialer.leads import visible_lead_counts
+from dialer.models import Campaign, CampaignStatus, Disposition
 from infra.db import utcnow
 from infra.settings import ConfigError, format_validation_error, read_toml
 
 __all__ = [
+    "AmdThresholds",
     "CampaignError",
     "CampaignSettings",
     "DispositionCode",
@@ -120,15 +122,21 @@ class OutcomeRetry(_Model):
 
 
 def _default_outcomes() -> dict[str, OutcomeRetry]:
+    # Every unreached outcome moves the next attempt into a day-part the lead has not tried
+    # (no answer, busy, machine, abandoned, failed: issue 5). The minimum delay still applies
+    # on top: the next attempt is at the later of "now + min delay" and the first callable
+    # instant of the soonest untried day-part. So busy keeps its minutes-long delay, which
+    # decides when the untried day-part starts sooner (busy at 16:55 -> 17:05, not 17:00),
+    # and no answer's 60 min is in practice "the next day-part".
     return {
-        "busy": OutcomeRetry(min_delay_minutes=10, rotate_daypart=False),
+        "busy": OutcomeRetry(min_delay_minutes=10),
         "no_answer": OutcomeRetry(min_delay_minutes=60),
         "machine": OutcomeRetry(min_delay_minutes=120),
         # Regulators: an abandoned number is not called again for 72 h.
         "abandoned": OutcomeRetry(min_delay_minutes=72 * 60),
-        "failed": OutcomeRetry(min_delay_minutes=30, rotate_daypart=False),
+        "failed": OutcomeRetry(min_delay_minutes=30),
         "rejected": OutcomeRetry(min_delay_minutes=60),
-        "unavailable": OutcomeRetry(min_delay_minutes=30, rotate_daypart=False),
+        "unavailable": OutcomeRetry(min_delay_minutes=30),
         "not_found": OutcomeRetry(min_delay_minutes=1, rotate_daypart=False, number_dead=True),
     }
 
@@ -171,6 +179,49 @@ class PacingSettings(_Model):
     calls_per_second: float = Field(default=5.0, gt=0.0, le=1000.0)
     # Regulators and carriers expect an unanswered call to ring at least 15 s.
     ring_timeout_seconds: int = Field(default=25, ge=15, le=120)
+
+
+class AmdThresholds(_Model):
+    """Answering-machine detection thresholds of one campaign (:class:`dialer.amd.AmdConfig`), in ms.
+
+    The defaults are tuned never to call a short "Hello?" a machine: dropping a person is the
+    costly error. Raise ``greeting_max_ms`` if people are taken for machines; lower it to catch
+    machines with short greetings.
+    """
+
+    initial_silence_ms: int = Field(default=3500, ge=500, le=10_000)
+    greeting_max_ms: int = Field(default=2300, ge=500, le=10_000)
+    after_greeting_silence_ms: int = Field(default=800, ge=100, le=5_000)
+    total_analysis_ms: int = Field(default=5000, ge=1_000, le=15_000)
+    between_words_silence_ms: int = Field(default=120, ge=20, le=2_000)
+    min_word_ms: int = Field(default=100, ge=20, le=2_000)
+    max_words: int = Field(default=5, ge=1, le=50)
+    vad_mode: int = Field(default=2, ge=0, le=3)
+    speech_over_noise_db: float = Field(default=9.0, ge=0.0, le=40.0)
+    min_speech_dbfs: float = Field(default=-50.0, ge=-90.0, le=-10.0)
+    beep_min_ms: int = Field(default=160, ge=40, le=2_000)
+    # on_machine = "message" and no beep: this much silence after the greeting starts the message
+    greeting_end_silence_ms: int = Field(default=1500, ge=200, le=10_000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AmdThresholds:
+        if self.after_greeting_silence_ms <= self.between_words_silence_ms:
+            raise ValueError(
+                "after_greeting_silence_ms must be longer than between_words_silence_ms "
+                f"({self.after_greeting_silence_ms} <= {self.between_words_silence_ms})"
+            )
+        if self.total_analysis_ms < self.greeting_max_ms:
+            raise ValueError(
+                f"total_analysis_ms ({self.total_analysis_ms}) must be at least greeting_max_ms "
+                f"({self.greeting_max_ms}), or long greetings are never classified"
+            )
+        return self
+
+    def config(self) -> Any:
+        """The :class:`dialer.amd.AmdConfig` of these thresholds."""
+        from dialer.amd import AmdConfig
+
+        return AmdConfig(**self.model_dump())
 
 
 class RecordingSettings(_Model):
@@ -236,13 +287,36 @@ class CampaignSettings(_Model):
     pacing: PacingSettings = Field(default_factory=PacingSettings)
     caller_id: str | None = None
     trunk: str = "default"
+    # Who called and the number to call back: the abandon message (and the machine message) says both.
+    company_name: str | None = Field(default=None, min_length=1, max_length=80)
+    callback_number: str | None = None
     amd: bool = False
+    amd_thresholds: AmdThresholds = Field(default_factory=AmdThresholds)
+    # On a machine: "hangup" at once, or "message": wait for the beep (or the end of the
+    # greeting), leave the machine message, hang up. The outcome is "machine" either way.
+    on_machine: Literal["hangup", "message"] = "hangup"
+    # A recorded machine message in the prompt library; without one the message is composed
+    # from company_name and callback_number.
+    machine_prompt: str = Field(default="machine_message", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     effective_call_seconds: int = Field(default=15, ge=0, le=3600)
     daily_target: int = Field(default=100, ge=0)
     queue: str | None = None
     dispositions: list[DispositionCode] = Field(default_factory=_default_dispositions)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
-    abandon_prompt: str = "abandon"
+    # The post-call satisfaction survey (press 1/2/3) after the agent hangs up: true or false
+    # overrides the campaign queue's [acd.queues.<id>.survey] enabled flag; unset leaves it to the queue.
+    survey: bool | None = None
+    abandon_prompt: str = Field(default="abandon", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+    @field_validator("company_name")
+    @classmethod
+    def _company(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        cleaned = " ".join(value.split())
+        if not cleaned or any(ord(c) < 32 for c in value if c not in "\t\n"):
+            raise ValueError("give the company name as customers know it, e.g. 'Acme Insurance'")
+        return cleaned
 
     @field_validator("region")
     @classmethod
@@ -274,14 +348,23 @@ class CampaignSettings(_Model):
             raise ValueError("give at least one day-part, e.g. {all = '09:00-21:00'}")
         return {name.strip(): _check_range(rng) for name, rng in value.items()}
 
-    @field_validator("caller_id")
+    @field_validator("caller_id", "callback_number")
     @classmethod
-    def _caller_id(cls, value: str | None) -> str | None:
+    def _e164(cls, value: str | None) -> str | None:
+        # Unset is allowed while a campaign is being set up; the runner refuses to dial without a
+        # caller ID (dialer.runner.check_dialable), naming this setting.
         if value is None:
             return None
         cleaned = re.sub(r"[\s().-]", "", value)
-        if not re.fullmatch(r"\+?\d{3,15}", cleaned):
-            raise ValueError(f"{value!r} is not a phone number; write it in E.164 such as +861012345678")
+        problem = f"{value!r} is not an E.164 number; write + and the country code, e.g. +861012345678"
+        if not re.fullmatch(r"\+\d{4,15}", cleaned):
+            raise ValueError(problem)
+        try:
+            possible = phonenumbers.is_possible_number(phonenumbers.parse(cleaned, None))
+        except phonenumbers.NumberParseException:
+            possible = False
+        if not possible:
+            raise ValueError(problem)
         return cleaned
 
     @field_validator("dispositions")
@@ -483,11 +566,12 @@ async def set_campaign_status(
 
 
 async def lead_counts(session: AsyncSession, campaign_id: int) -> dict[str, int]:
-    """Number of leads per status in the campaign."""
-    rows = await session.execute(
-        select(Lead.status, func.count()).where(Lead.campaign_id == campaign_id).group_by(Lead.status)
-    )
-    return {str(status): int(count) for status, count in rows}
+    """Number of leads per status in the campaign, for `campaign show`/`list` and the console.
+
+    ``pending`` leads (an import not finished, or killed, whose list is not ready) are left out:
+    they are not part of the campaign until their list is (see :mod:`dialer.lists.importer`).
+    """
+    return await visible_lead_counts(session, campaign_id)
 
 
 def describe(settings: CampaignSettings) -> Sequence[tuple[str, str]]:
@@ -507,8 +591,15 @@ def describe(settings: CampaignSettings) -> Sequence[tuple[str, str]]:
             f"max {s.retry.max_attempts} per lead, {s.retry.max_attempts_per_number} per number, "
             f"reach deadline {s.retry.reach_deadline_hours} h",
         ),
-        ("caller id", s.caller_id or "(trunk default)"),
+        ("caller id", s.caller_id or "NOT SET: the campaign cannot dial until caller_id is set"),
         ("trunk", s.trunk),
+        ("abandon message", f"{s.company_name or '(no company name)'}, call back {s.callback_number or '(not set)'}"),
+        (
+            "machines",
+            ("detected, " + ("message after the beep" if s.on_machine == "message" else "hung up"))
+            if s.amd
+            else "not detected",
+        ),
         ("region", s.region or "(numbers must carry +country code)"),
         ("effective call", f">= {s.effective_call_seconds} s, daily target {s.daily_target}"),
         ("dispositions", ", ".join(d.code for d in s.dispositions)),

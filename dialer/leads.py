@@ -23,12 +23,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer.models import CLAIMABLE_LEAD_STATUSES, CallList, Campaign, CampaignStatus, Contact, Lead, LeadStatus
 
-__all__ = ["ClaimedLead", "claim_leads", "export_leads", "release_stale_claims"]
+__all__ = ["ClaimedLead", "claim_leads", "export_leads", "release_stale_claims", "visible_lead_counts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +143,20 @@ async def release_stale_claims(session: AsyncSession, now: datetime, older_than:
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def visible_lead_counts(session: AsyncSession, campaign_id: int) -> dict[str, int]:
+    """Leads per status in the campaign, without ``pending`` ones (an import not finished yet).
+
+    For ``campaign show``/``list`` and the console: a running or dead import's leads are not
+    part of the campaign until its list is ready.
+    """
+    rows = await session.execute(
+        select(Lead.status, func.count())
+        .where(Lead.campaign_id == campaign_id, Lead.status != LeadStatus.PENDING)
+        .group_by(Lead.status)
+    )
+    return {str(status): int(count) for status, count in rows}
 
 
 CONTACT_COLUMNS = ("phone", "phone2", "phone3", "phone4", "name", "timezone", "region", "segment", "vip", "external_id")

@@ -129,6 +129,11 @@ class CallList(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     import_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     import_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The import writing into the list while it is 'importing' ("host:pid:random"), and when
+    # it last committed a batch: a list whose heartbeat is older than
+    # dialer.lists.importer.STALE_IMPORT_AFTER belongs to a dead process.
+    import_owner: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Lead(Base):

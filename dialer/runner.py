@@ -7,14 +7,21 @@ due, a cps token); a coarse safety tick covers anything missed. Each wake builds
 :class:`~dialer.pacing.PacingSnapshot` from live state exactly as ``dialer simulate`` does,
 asks the campaign's :class:`~dialer.pacing.PacingModel` how many lines to dial, and bounds
 the answer by the campaign's max lines, its calls-per-second token bucket and the trunk's
-channels. Leads are claimed atomically in the database (``dialer.runner_store``).
+channels. Leads are claimed atomically in the database (``dialer.runner_store``) under a node id
+unique to the process (:func:`default_node`); at start-up only dead claims are released (this
+node id's own, or older than any call lasts), never another live process's calls in progress.
+
+The answer probability the pacing model reads is learned from every finished dial (answered,
+busy, no answer, failed, machine), keyed by the lead's list and the callee's local hour at dial
+time, and read as the mean over the next due leads of their (list, callee hour now).
 
 Just before each dial the lead passes :func:`check_dial` (pure): DNC again (global, campaign,
 prefix: a hit marks the lead ``dnc``), every candidate zone inside the calling window (else
 the lead waits for the window's next opening), the 72 h rule after an abandoned call, and for
 callbacks the agreed time, the owning agent first and anyone after the grace period. Calls
-present the campaign's caller ID in From and P-Asserted-Identity (RFC 3325) and ring at least
-15 s (settings refuse less; 25 s by default).
+present the campaign's caller ID in From and P-Asserted-Identity (RFC 3325), which is required
+(a campaign without one is not started), go out through the trunk its ``trunk`` setting names,
+and ring at least 15 s (settings refuse less; 25 s by default).
 
 An answered call optionally goes through answering-machine detection on its first seconds of
 received audio (:class:`~dialer.amd.AnsweringMachineDetector`); a machine is hung up (or gets
@@ -32,9 +39,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol
@@ -45,7 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer import runner_store as store
 from dialer.abandon import ABANDON_GRACE_S, AbandonLedger, is_abandoned, redial_not_before
-from dialer.amd import AmdConfig, AmdResult, AnsweringMachineDetector, BeepDetector
+from dialer.amd import AmdConfig, AmdResult, AnsweringMachineDetector, MessageCue
 from dialer.campaigns import CampaignSettings
 from dialer.dnc import DncHit
 from dialer.leads import ClaimedLead
@@ -57,6 +66,7 @@ from dialer.simulator import PacingEstimators
 from dialer.web.events import CampaignStats
 from dialer.windows import CallingWindow, ensure_utc, local_to_utc, zone
 from infra.bus import EventBus
+from infra.logging import bind_contextvars, in_log_context
 from telephony.aio.ua import Call, UserAgent
 from telephony.media.player import tone
 from telephony.sip.dialog import CallOutcome
@@ -67,13 +77,17 @@ __all__ = [
     "CampaignRunner",
     "Defer",
     "Dial",
+    "RunnerConfigError",
     "RunnerService",
     "RunnerTimers",
     "SettableClock",
     "TokenBucket",
     "TrunkLines",
+    "TrunkRoute",
     "callback_times",
     "check_dial",
+    "check_dialable",
+    "default_node",
     "lead_zones",
 ]
 
@@ -205,6 +219,72 @@ def check_dial(
     return Dial("due" if owner is None else f"preview by {owner}", owner)
 
 
+_NO_CALLER_ID = (
+    "campaign {name!r} has no caller_id: every campaign call presents one (From and "
+    "P-Asserted-Identity). Set caller_id to the number customers may call back, in E.164 such as "
+    "+861012345678, in the campaign's settings (web console, or `dialer campaign create --caller-id`)"
+)
+
+
+def check_dialable(name: str, settings: CampaignSettings) -> None:
+    """Raise :class:`RunnerConfigError` when the campaign's settings do not allow dialling."""
+    if settings.caller_id is None:
+        raise RunnerConfigError(_NO_CALLER_ID.format(name=name))
+
+
+def campaign_messages(prompts: Any, settings: CampaignSettings, name: str = "") -> tuple[Any, Any]:
+    """(abandon message, machine message) of a campaign as PCM16 audio from the prompt library.
+
+    The abandon message: a recording under the campaign's ``abandon_prompt`` name if the site put
+    one in the library; else, when the campaign sets ``company_name`` or ``callback_number``, the
+    message composed by :func:`ivr.prompts.campaign_message_names` (shipped prompts, the company
+    prompt generated at campaign create time, the callback number digit by digit); else the shipped
+    generic ``abandon_message``. The machine message: a recording under ``machine_prompt``, else
+    the composed one. None where nothing could be loaded.
+    """
+    from ivr.prompts import PromptError, campaign_message_names, company_prompt_name
+
+    company: str | None = None
+    if settings.company_name:
+        company = company_prompt_name(settings.company_name)
+        if not prompts.has(company):
+            log.warning(
+                "runner.no_company_prompt",
+                campaign=name,
+                prompt=company,
+                fix=f"re-create the campaign where espeak-ng is installed, or record {company}.wav in the prompts dir",
+            )
+            company = None
+
+    def load(*names: str) -> Any:
+        for candidate in names:
+            try:
+                if prompts.has(candidate):
+                    return prompts.load(candidate)
+            except (PromptError, ValueError):
+                continue
+        return None
+
+    def compose(kind: Literal["abandon", "machine"]) -> Any:
+        try:
+            return prompts.concat(
+                campaign_message_names(kind, company_prompt=company, callback_number=settings.callback_number)
+            )
+        except (PromptError, ValueError) as exc:
+            log.warning("runner.message_not_composed", campaign=name, kind=kind, error=str(exc))
+            return None
+
+    abandon = load(settings.abandon_prompt)
+    if abandon is None and (settings.company_name or settings.callback_number):
+        abandon = compose("abandon")
+    if abandon is None:
+        abandon = load("abandon_message")
+    machine = load(settings.machine_prompt)
+    if machine is None:
+        machine = compose("machine")
+    return abandon, machine
+
+
 def _local(at: datetime, zone_name: str) -> str:
     return f"{at.astimezone(zone(zone_name)):%a %H:%M} local"
 
@@ -301,7 +381,8 @@ class RunnerTimers:
     callback_retry_s: float = 15.0
     connect_grace_s: float = ABANDON_GRACE_S
     drain_s: float = 25.0
-    abandon_message_max_s: float = 10.0
+    #: the abandon message says who called and the number to call back, digit by digit
+    abandon_message_max_s: float = 30.0
     beep_wait_s: float = 20.0
 
 
@@ -326,6 +407,8 @@ class _Live:
     phase: Phase = "dialing"
     trunk_line: bool = False
     dialled_at: datetime | None = None
+    #: the hour of the callee's local day at dial time (answer rates are learned per list and hour)
+    callee_hour: int | None = None
 
 
 def _cdr_outcome(kind: CallOutcome) -> str:
@@ -338,8 +421,31 @@ def _cdr_outcome(kind: CallOutcome) -> str:
     }.get(kind, "failed")
 
 
-def default_node() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def default_node(prefix: str | None = None) -> str:
+    """A node id unique to this process: ``[prefix:]host:pid:random``.
+
+    Leads are claimed under it, and at start-up only claims of this exact id or stale ones are
+    released, so two ``dialer run`` processes on one host (same host name) never release each
+    other's calls in progress; the random part keeps a restarted process with a recycled pid
+    apart from the run it replaces. It fits the 64-character ``claimed_by`` and ``node`` columns.
+    """
+    tail = f":{os.getpid()}:{secrets.token_hex(3)}"
+    head = f"{prefix}:{socket.gethostname()}" if prefix else socket.gethostname()
+    return head[: 64 - len(tail)] + tail
+
+
+class RunnerConfigError(store.RunnerStoreError):
+    """A campaign's settings do not allow it to dial (no caller ID, unknown trunk); names the fix."""
+
+
+@dataclass(frozen=True)
+class TrunkRoute:
+    """One configured trunk: the request-URI template (``{number}``), its channel limit and the
+    host presented in From / P-Asserted-Identity."""
+
+    uri: str
+    lines: TrunkLines
+    from_host: str | None = None
 
 
 class CampaignRunner:
@@ -382,9 +488,11 @@ class CampaignRunner:
         self.prompts = prompts
         self._abandon_given = abandon_audio is not None
         self.abandon_audio = abandon_audio if abandon_audio is not None else tone(440.0, 1.0, 0.3)
+        self._machine_given = machine_message is not None
         self.machine_message = machine_message
         self.recorder = recorder
         self.timers = timers or RunnerTimers()
+        self._amd_given = amd_config is not None
         self.amd_config = amd_config or AmdConfig()
         self.callback_rules = CallbackRules(grace=callback_grace)
         self.name = ""
@@ -411,6 +519,10 @@ class CampaignRunner:
         self._remove_listener: Callable[[], None] | None = None
         self._effective_today = 0
         self._effective_checked = 0.0
+        #: (list id, callee zone) -> count among the next due leads; refreshed every status poll
+        self._due_mix: Counter[tuple[int | None, str]] = Counter()
+        self._next_mix = 0.0
+        self._caller_id_warned = False
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -420,13 +532,24 @@ class CampaignRunner:
                 f"campaign {self.campaign_id} does not exist; create it with `dialer campaign create`"
             )
         self._apply_row(row, first=True)
+        check_dialable(row.name, self.settings)
         now = self.clock()
-        await store.release_node_claims(self.sm, self.node, now)
+        # Only dead claims: this node id's own (a crashed earlier run) and claims older than any
+        # call lasts; another live process's calls in progress keep theirs.
+        await store.release_node_claims(
+            self.sm, self.node, now, campaign_id=self.campaign_id, stale=store.stale_after(self.settings)
+        )
         for answered_at, abandoned in await store.abandon_history(self.sm, self.campaign_id, now - timedelta(days=31)):
             self.ledger.record(answered_at, abandoned)
-        self.estimators = PacingEstimators.from_history(await store.recent_attempts(self.sm, self.campaign_id))
+        self.estimators = PacingEstimators.from_history(
+            await store.recent_attempts(self.sm, self.campaign_id, default_zone=self.settings.timezone)
+        )
+        await self.refresh_due_mix(now)
         self._remove_listener = self.agents.add_listener(self.wake)
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"campaign-{self.campaign_id}")
+        self._task = asyncio.get_running_loop().create_task(
+            in_log_context(self._loop(), campaign_id=self.campaign_id, campaign=self.name),
+            name=f"campaign-{self.campaign_id}",
+        )
         log.info("runner.started", campaign=self.name, campaign_id=self.campaign_id, node=self.node, status=self.status)
 
     def _apply_row(self, row: store.CampaignRow, first: bool = False) -> None:
@@ -443,8 +566,9 @@ class CampaignRunner:
                 options: dict[str, float] = {"ratio": s.pacing.lines_per_agent} if s.pacing.mode == "power" else {}
                 self.model = make_pacing(s.pacing.mode, **options)
                 self.bucket = TokenBucket(s.pacing.calls_per_second, now=asyncio.get_running_loop().time())
-            if not self._abandon_given:
-                self._load_abandon_prompt(s.abandon_prompt)
+            if not self._amd_given:
+                self.amd_config = s.amd_thresholds.config()
+            self._load_messages(s)
             if first:
                 self.ledger = AbandonLedger(s.pacing.target_abandon_rate, s.timezone or "UTC")
             else:
@@ -454,18 +578,24 @@ class CampaignRunner:
             log.info("runner.status", campaign=self.name, status=self.status, was=was)
             self.wake()
 
-    def _load_abandon_prompt(self, name: str) -> None:
-        """The campaign's abandon message from the prompt library (its name, else the shipped
-        ``abandon_message``); a plain tone only when neither exists, with a warning."""
+    def _load_messages(self, s: CampaignSettings) -> None:
+        """The campaign's abandon and machine messages from the prompt library (see
+        :func:`campaign_messages`). A campaign with a company name or callback number always gets
+        its own abandon message, even over a generic ``abandon_audio`` the caller passed."""
         if self.prompts is None:
             return
-        for candidate in (name, "abandon_message"):
-            try:
-                self.abandon_audio = self.prompts.load(candidate)
-                return
-            except Exception:  # PromptNotFoundError, or an unreadable file: try the next one
-                continue
-        log.warning("runner.no_abandon_prompt", campaign=self.name, prompt=name, fix="add the WAV to the prompts dir")
+        abandon, machine = campaign_messages(self.prompts, s, self.name)
+        if abandon is not None and (not self._abandon_given or s.company_name or s.callback_number):
+            self.abandon_audio = abandon
+        elif abandon is None and not self._abandon_given:
+            log.warning(
+                "runner.no_abandon_prompt",
+                campaign=self.name,
+                prompt=s.abandon_prompt,
+                fix="add the WAV to the prompts dir",
+            )
+        if not self._machine_given:
+            self.machine_message = machine
 
     def wake(self) -> None:
         self._wake.set()
@@ -540,6 +670,31 @@ class CampaignRunner:
     def agent_load(self) -> AgentLoad:
         return self.agents.load(self.campaign_id)
 
+    async def refresh_due_mix(self, now: datetime | None = None) -> None:
+        """Re-read which lists and callee zones the next due leads are in (for the answer probability)."""
+        now = now or self.clock()
+        mix: Counter[tuple[int | None, str]] = Counter()
+        for list_id, zones in await store.due_mix(self.sm, self.campaign_id, now):
+            mix[(list_id, zones[0] if zones else (self.settings.timezone or "UTC"))] += 1
+        self._due_mix = mix
+        self._next_mix = asyncio.get_running_loop().time() + self.timers.status_poll_s
+
+    def answer_probability(self, now: datetime) -> float:
+        """The chance that the next line dialled is answered by a person: the mean, over the next
+        due leads, of the probability learned for the lead's list at its callee's local hour now.
+        With nothing due, the campaign-wide rate."""
+        answers = self.estimators.answers
+        if not self._due_mix:
+            return answers.probability(None, None)
+        total = sum(self._due_mix.values())
+        return (
+            sum(
+                n * answers.probability(list_id, now.astimezone(zone(zone_name)).hour)
+                for (list_id, zone_name), n in self._due_mix.items()
+            )
+            / total
+        )
+
     def snapshot(self, now: datetime) -> PacingSnapshot:
         """The pacing model's view, built like :meth:`dialer.simulator._Run.snapshot`."""
         loop_now = asyncio.get_running_loop().time()
@@ -547,13 +702,12 @@ class CampaignRunner:
         today = self.ledger.counts_today(now)
         roll = self.ledger.counts_30d(now)
         p = self.settings.pacing
-        local_hour = now.astimezone(zone(self.settings.timezone or "UTC")).hour
         return PacingSnapshot(
             agents_ready=load.ready,
             talk_so_far_s=load.talk_so_far_s,
             wrapup_remaining_s=load.wrapup_remaining_s,
             ringing_s=tuple(loop_now - lv.started for lv in self.live.values() if lv.phase == "dialing"),
-            answer_probability=self.estimators.answers.probability(None, local_hour),
+            answer_probability=self.answer_probability(now),
             ring_time=self.estimators.ring.distribution(),
             handle_time=self.estimators.handle.distribution(),
             wrapup_s=load.wrapup_s,
@@ -578,7 +732,11 @@ class CampaignRunner:
             return self.timers.safety_tick_s
         if self.settings.pacing.mode == "preview":
             return self.timers.safety_tick_s
+        if not self._may_dial():
+            return self.timers.safety_tick_s
         now = self.clock()
+        if loop.time() >= self._next_mix:
+            await self.refresh_due_mix(now)
         snap = self.snapshot(now)
         want = self.model.lines_to_dial(snap, now)
         room = min(self.settings.pacing.max_lines - len(self.live), self.trunk.free)
@@ -669,8 +827,23 @@ class CampaignRunner:
             return None
         return self.clock() - timedelta(seconds=max(0.0, time.time() - t))
 
+    def _may_dial(self) -> bool:
+        """Settings changed while running may have lost the caller ID: then no new calls (once logged)."""
+        try:
+            check_dialable(self.name, self.settings)
+        except RunnerConfigError as exc:
+            if not self._caller_id_warned:
+                log.error("runner.cannot_dial", campaign=self.name, why=str(exc))
+                self._caller_id_warned = True
+            return False
+        self._caller_id_warned = False
+        return True
+
     def _caller_id(self) -> tuple[str, list[tuple[str, str]]]:
-        cid = self.settings.caller_id or self.ua.config.user
+        """The campaign's caller ID, always presented (never the UA's own user name)."""
+        cid = self.settings.caller_id
+        if cid is None:
+            raise RunnerConfigError(_NO_CALLER_ID.format(name=self.name))
         host = self.from_host or self.ua.advertised_host
         return cid, [("P-Asserted-Identity", f"<sip:{cid}@{host}>")]
 
@@ -681,8 +854,9 @@ class CampaignRunner:
         live.trunk_line = self.trunk.acquire()
         live.started = asyncio.get_running_loop().time()
         live.dialled_at = self.clock()
-        cid, headers = self._caller_id()
+        live.callee_hour = store.callee_hour(live.dialled_at, live.zones, self.settings.timezone)
         try:
+            cid, headers = self._caller_id()
             live.call = await self.ua.call(
                 self.trunk_uri.format(number=lead.number),
                 from_user=cid,
@@ -704,8 +878,12 @@ class CampaignRunner:
         return live.call is not None
 
     async def _attempt(self, live: _Live) -> None:
+        # This task's own context: campaign_id comes from the campaign task, lead and call are added.
+        bind_contextvars(campaign_id=self.campaign_id, lead_id=live.lead.lead_id)
         try:
             placed = await self._dial(live)
+            if live.call is not None:
+                bind_contextvars(call_id=live.call.id)
             record = await self._follow(live) if placed else self._failed(live, "the INVITE could not be sent")
             await self._finish(live, record)
         except Exception:
@@ -737,6 +915,11 @@ class CampaignRunner:
             reason = outcome.sip_reason or outcome.detail
             if outcome.outcome is CallOutcome.CANCELLED:
                 reason = "cancelled: the dialer was stopping"
+            else:
+                # Busy, no answer, rejected, failed: a dial nobody answered. Leaving these out
+                # would learn the answer rate from answers only.
+                rang = max(0.0, (call.ended_at or time.time()) - call.created_at)
+                self.estimators.observe_attempt(False, rang, live.list_id, live.callee_hour)
             return store.AttemptRecord(
                 outcome=_cdr_outcome(outcome.outcome),
                 ended_at=self._wall(call.ended_at) or self.clock(),
@@ -755,7 +938,7 @@ class CampaignRunner:
             if amd.is_machine:
                 live.phase = "ending"
                 await self._machine(call)
-                self.estimators.observe_attempt(False, ring_s, live.list_id)
+                self.estimators.observe_attempt(False, ring_s, live.list_id, live.callee_hour)
                 return store.AttemptRecord(
                     outcome="machine",
                     ended_at=self._wall(call.ended_at) or self.clock(),
@@ -765,7 +948,7 @@ class CampaignRunner:
                     sip_reason=outcome.sip_reason,
                     amd_result=amd.verdict.value,
                 )
-        self.estimators.observe_attempt(True, ring_s, live.list_id)
+        self.estimators.observe_attempt(True, ring_s, live.list_id, live.callee_hour)
         grace_from = loop.time()
         grace_from_wall = self.clock()
         lead = live.lead
@@ -857,22 +1040,28 @@ class CampaignRunner:
         return decided.result() if decided.done() else detector.finish()
 
     async def _machine(self, call: Call) -> None:
-        """Hang up on a machine, or wait for its beep and leave the campaign's message."""
-        if self.machine_message is not None and call.media is not None and not call.ended:
-            beep = BeepDetector(self.amd_config)
-            heard: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Hang up on a machine (``on_machine = "hangup"``), or (``"message"``) wait for its beep or
+        the end of its greeting, leave the campaign's machine message, then hang up."""
+        wants_message = self.settings.on_machine == "message" or self._machine_given
+        if wants_message and self.machine_message is not None and call.media is not None and not call.ended:
+            cue_detector = MessageCue(self.amd_config)
+            cue: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
             def consume(left: Any, _right: Any) -> None:
-                if not heard.done() and beep.feed(np.asarray(left, dtype=np.int16).tobytes()) is not None:
-                    heard.set_result(None)
+                if not cue.done():
+                    found = cue_detector.feed(np.asarray(left, dtype=np.int16).tobytes())
+                    if found is not None:
+                        cue.set_result(found)
 
             tap = call.media.new_tap(consume, flush_interval=0.1, delay=0.06)
             call.media.add_tap(tap)
             try:
-                await asyncio.wait_for(asyncio.shield(heard), self.timers.beep_wait_s)
-                await asyncio.wait_for(call.play(self.machine_message), self.timers.abandon_message_max_s * 3)
+                heard = await asyncio.wait_for(asyncio.shield(cue), self.timers.beep_wait_s)
+                call.media.remove_tap(tap)
+                log.info("runner.machine_message", call_id=call.id, after=heard)
+                await asyncio.wait_for(call.play(self.machine_message), self.timers.abandon_message_max_s * 2)
             except TimeoutError:
-                log.info("runner.no_beep", call_id=call.id)
+                log.info("runner.no_beep", call_id=call.id, waited_s=self.timers.beep_wait_s)
             finally:
                 if call.media is not None:
                     call.media.remove_tap(tap)
@@ -966,6 +1155,7 @@ class CampaignRunner:
             raise store.RunnerStoreError(
                 f"lead {lead_id} is not being previewed by agent {agent_id}; ask for one with preview_next first"
             )
+        check_dialable(self.name, self.settings)
         now = self.clock()
         if not self.window.is_callable(live.zones, live.lead.country, now) and live.lead.callback_at is None:
             await self.preview_release(agent_id, lead_id)
@@ -989,13 +1179,29 @@ class CampaignRunner:
             self.wake()
 
     async def preview_release(self, agent_id: str, lead_id: int) -> None:
-        """The agent skips the previewed lead: it goes back unchanged."""
+        """Give the previewed lead back unchanged (the runner stops, the lead left its window)."""
         live = self.previews.get(agent_id)
         if live is None or live.lead.lead_id != lead_id:
             return
         del self.previews[agent_id]
         self.agents.release(agent_id, lead_id)
         await store.release_claims(self.sm, [lead_id], self.node, self.clock())
+
+    async def preview_skip(self, agent_id: str, lead_id: int, delay: timedelta = timedelta(minutes=30)) -> datetime:
+        """The agent decides not to call the previewed lead now: it waits ``delay`` (no attempt is
+        counted, so the next preview shows another lead); returns when it is due again."""
+        live = self.previews.get(agent_id)
+        if live is None or live.lead.lead_id != lead_id:
+            raise store.RunnerStoreError(
+                f"lead {lead_id} is not being previewed by agent {agent_id}; ask for one with preview_next first"
+            )
+        del self.previews[agent_id]
+        self.agents.release(agent_id, lead_id)
+        now = self.clock()
+        at = now + delay
+        await store.defer_lead(self.sm, lead_id, self.node, at, f"skipped in preview by agent {agent_id}", now)
+        self.poke()
+        return at
 
     # -- dispositions and callbacks ------------------------------------------------------------------
     async def set_disposition(
@@ -1050,7 +1256,7 @@ class CampaignRunner:
     def stats(self, now: datetime | None = None) -> CampaignStats:
         now = now or self.clock()
         load = self.agent_load()
-        today = self.ledger.counts_today(now)
+        day = self.ledger.counts_24h(now)
         roll = self.ledger.counts_30d(now)
         level = (
             self.model.level
@@ -1066,7 +1272,7 @@ class CampaignRunner:
             lines_in_use=len(self.live),
             max_lines=self.settings.pacing.max_lines,
             agents_available=load.ready,
-            abandon_rate_24h=today.rate if today.answered_human else None,
+            abandon_rate_24h=day.rate if day.answered_human else None,
             abandon_rate_30d=roll.rate if roll.answered_human else None,
             effective_today=self._effective_today,
             target_today=self.settings.daily_target,
@@ -1096,6 +1302,8 @@ def callback_times(
 
 # == the service for `dialer run` ======================================================================
 PoolFactory = Callable[[store.CampaignRow], AgentPool]
+#: the name of the one trunk an installation with a single ``[trunk]`` section has
+DEFAULT_TRUNK = "default"
 
 
 class RunnerService:
@@ -1105,6 +1313,11 @@ class RunnerService:
     another process, so the service looks at the campaigns table every ``status_poll_s``
     (one small query) and each runner re-reads its own row as often; ``CampaignStatusChanged``
     on the bus makes an in-process change immediate.
+
+    Each campaign dials through the trunk its ``trunk`` setting names, among ``trunks`` (by
+    default one, ``"default"``, made of ``trunk_uri`` and ``trunk``). A campaign whose settings
+    cannot dial (an unknown trunk, no caller ID) is not started: the error names the setting to
+    fix and is logged once, until the campaign's settings change.
     """
 
     name = "campaign-runner"
@@ -1115,25 +1328,35 @@ class RunnerService:
         sessionmaker: Sessions,
         ua: UserAgent,
         pool_for: PoolFactory,
-        trunk_uri: str,
+        trunk_uri: str | None = None,
         bus: EventBus | None = None,
         node: str | None = None,
         clock: Clock = utc_now,
         trunk: TrunkLines | None = None,
         timers: RunnerTimers | None = None,
         runner_options: dict[str, Any] | None = None,
+        trunks: Mapping[str, TrunkRoute] | None = None,
     ) -> None:
         self.sm = sessionmaker
         self.ua = ua
         self.pool_for = pool_for
-        self.trunk_uri = trunk_uri
         self.bus = bus
         self.node = node or default_node()
         self.clock = clock
         self.trunk = trunk or TrunkLines(10_000)
         self.timers = timers or RunnerTimers()
         self.runner_options = runner_options or {}
+        if trunks is None:
+            if trunk_uri is None:
+                raise ValueError("RunnerService needs trunk_uri (one trunk) or trunks (by name)")
+            trunks = {DEFAULT_TRUNK: TrunkRoute(trunk_uri, self.trunk)}
+        if not trunks:
+            raise ValueError("RunnerService needs at least one trunk")
+        self.trunks: dict[str, TrunkRoute] = dict(trunks)
+        self.trunk_uri = trunk_uri or next(iter(self.trunks.values())).uri
         self.runners: dict[int, CampaignRunner] = {}
+        #: campaigns whose settings cannot dial -> (their settings' updated_at, the error)
+        self.refused: dict[int, tuple[datetime, str]] = {}
         self._task: asyncio.Task[None] | None = None
         self._poke = asyncio.Event()
         self._removers: list[Callable[[], None]] = []
@@ -1179,25 +1402,63 @@ class RunnerService:
             except Exception:
                 log.exception("runner_service.sync_failed")
 
+    def route_for(self, row: store.CampaignRow) -> TrunkRoute:
+        """The trunk the campaign's ``trunk`` setting names; :class:`RunnerConfigError` if none."""
+        name = row.settings.trunk
+        route = self.trunks.get(name)
+        if route is not None:
+            return route
+        known = ", ".join(repr(n) for n in self.trunks)
+        if len(self.trunks) == 1:
+            raise RunnerConfigError(
+                f"campaign {row.name!r} sets trunk = {name!r}, but this installation has one trunk, {known} "
+                f"(the [trunk] section); set the campaign's trunk to {known}"
+            )
+        raise RunnerConfigError(
+            f"campaign {row.name!r} sets trunk = {name!r}, which is not configured; the trunks are {known}"
+        )
+
+    async def _start_runner(self, row: store.CampaignRow) -> None:
+        refused = self.refused.get(row.id)
+        if refused is not None and refused[0] == row.updated_at:
+            return  # already told; wait for the settings to change
+        try:
+            route = self.route_for(row)
+            check_dialable(row.name, row.settings)
+        except RunnerConfigError as exc:
+            self.refused[row.id] = (row.updated_at, str(exc))
+            log.error("runner.campaign_not_started", campaign=row.name, campaign_id=row.id, why=str(exc))
+            return
+        options = dict(self.runner_options)
+        if route.from_host is not None:
+            options["from_host"] = route.from_host
+        runner = CampaignRunner(
+            row.id,
+            sessionmaker=self.sm,
+            ua=self.ua,
+            agents=self.pool_for(row),
+            trunk_uri=route.uri,
+            bus=self.bus,
+            node=self.node,
+            clock=self.clock,
+            trunk=route.lines,
+            timers=self.timers,
+            **options,
+        )
+        try:
+            await runner.start()
+        except RunnerConfigError as exc:
+            self.refused[row.id] = (row.updated_at, str(exc))
+            log.error("runner.campaign_not_started", campaign=row.name, campaign_id=row.id, why=str(exc))
+            return
+        self.refused.pop(row.id, None)
+        self.runners[row.id] = runner
+
     async def _sync(self) -> None:
         rows = {r.id: r for r in await store.campaign_rows(self.sm)}
         for cid, row in rows.items():
             if cid not in self.runners and row.status == CampaignStatus.ACTIVE:
-                runner = CampaignRunner(
-                    cid,
-                    sessionmaker=self.sm,
-                    ua=self.ua,
-                    agents=self.pool_for(row),
-                    trunk_uri=self.trunk_uri,
-                    bus=self.bus,
-                    node=self.node,
-                    clock=self.clock,
-                    trunk=self.trunk,
-                    timers=self.timers,
-                    **self.runner_options,
-                )
-                await runner.start()
-                self.runners[cid] = runner
+                await self._start_runner(row)
         for cid in [c for c in self.runners if c not in rows]:  # archived or deleted
             runner = self.runners.pop(cid)
             await runner.stop()
@@ -1211,6 +1472,39 @@ class RunnerService:
                 await self._task
         await asyncio.gather(*(r.stop() for r in self.runners.values()), return_exceptions=True)
         self.runners.clear()
+
+    # -- preview mode, for the agents' web page -----------------------------------------------------
+    async def preview_next(self, agent_id: str) -> tuple[CampaignRunner, ClaimedLead] | None:
+        """The lead ``agent_id`` previews next: the one they already hold, else the next due lead of
+        an active preview-mode campaign (held for them until they dial or skip it)."""
+        for runner in self.runners.values():
+            held = runner.previews.get(agent_id)
+            if held is not None:
+                return runner, held.lead
+        for runner in list(self.runners.values()):
+            if runner.settings.pacing.mode != "preview" or runner.status != CampaignStatus.ACTIVE:
+                continue
+            lead = await runner.preview_next(agent_id)
+            if lead is not None:
+                return runner, lead
+        return None
+
+    def _previewing(self, agent_id: str, lead_id: int) -> CampaignRunner:
+        for runner in self.runners.values():
+            held = runner.previews.get(agent_id)
+            if held is not None and held.lead.lead_id == lead_id:
+                return runner
+        raise store.RunnerStoreError(
+            f"lead {lead_id} is not being previewed by agent {agent_id}; open the next preview first"
+        )
+
+    async def preview_dial(self, agent_id: str, lead_id: int) -> str:
+        """Dial the lead the agent previews; the answer goes to them. Returns the call id."""
+        return await self._previewing(agent_id, lead_id).preview_dial(agent_id, lead_id)
+
+    async def preview_skip(self, agent_id: str, lead_id: int) -> datetime:
+        """Skip the previewed lead for now (see :meth:`CampaignRunner.preview_skip`)."""
+        return await self._previewing(agent_id, lead_id).preview_skip(agent_id, lead_id)
 
     def runner_for_lead_campaign(self, campaign_id: int) -> CampaignRunner:
         runner = self.runners.get(campaign_id)

@@ -279,9 +279,21 @@ class AcdAgentPool:
     keep them out of the pacing count; the call goes to whichever member the ACD picks.
     """
 
-    def __init__(self, acd: Any, queue_of: Callable[[int], str], bus: Any | None = None) -> None:
+    def __init__(
+        self,
+        acd: Any,
+        queue_of: Callable[[int], str],
+        bus: Any | None = None,
+        *,
+        survey: bool | None = None,
+        campaign: str | None = None,
+    ) -> None:
         self.acd = acd
         self.queue_of = queue_of
+        # The campaign's word on the post-call survey (None: the queue's setting) and its name,
+        # stored with the answer.
+        self.survey = survey
+        self.campaign = campaign
         self._listeners: list[Callable[[], None]] = []
         self._reserved: dict[str, int] = {}
         self._remove_bus: Callable[[], None] | None = None
@@ -371,5 +383,8 @@ class AcdAgentPool:
             number=lead.number,
             vip=lead.vip,
             wait_s=wait_s,
+            survey=self.survey,
+            campaign_id=campaign_id,
+            campaign=self.campaign,
         )
         return result.agent_id if isinstance(result, Connected) else None

@@ -23,14 +23,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.campaigns import CampaignSettings, campaign_settings
 from dialer.dnc import DncHit, add_dnc, dnc_match
 from dialer.leads import ClaimedLead, claim_leads
-from dialer.models import CLAIMABLE_LEAD_STATUSES, CallAttempt, Campaign, CampaignStatus, Lead, LeadStatus
+from dialer.models import (
+    CLAIMABLE_LEAD_STATUSES,
+    CallAttempt,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    Lead,
+    LeadStatus,
+)
 from dialer.retry import Attempt, Exhausted, LeadState, NextAttempt, RetryPolicy
+from dialer.windows import zone
 
 __all__ = [
     "AttemptRecord",
@@ -40,19 +49,24 @@ __all__ = [
     "RunnerStoreError",
     "abandon_history",
     "apply_disposition",
+    "callee_hour",
+    "campaign_history",
     "campaign_row",
     "campaign_rows",
     "claim",
     "defer_lead",
     "dial_context",
+    "due_mix",
     "effective_today",
     "finish_attempt",
+    "lead_mix",
     "lead_state",
     "mark_dnc",
     "next_due_at",
     "open_attempt",
     "recent_attempts",
     "release_claims",
+    "release_node_claims",
     "schedule_callback",
 ]
 
@@ -139,14 +153,31 @@ async def release_claims(sm: Sessions, lead_ids: Sequence[int], node: str, now: 
     return count
 
 
-async def release_node_claims(sm: Sessions, node: str, now: datetime) -> int:
-    """At start-up: leads a previous run of this node left ``dialing`` (it crashed mid-call)."""
+async def release_node_claims(
+    sm: Sessions, node: str, now: datetime, *, campaign_id: int | None = None, stale: timedelta | None = None
+) -> int:
+    """At start-up: give back the campaign's leads left ``dialing`` by a dead claimant.
+
+    A claim is dead when it is this exact node id's (a previous run with the same id crashed
+    mid-call) or older than ``stale`` (longer than any call lasts: its node is gone). A fresh
+    claim of another node id is that node's call in progress, even on this host (two
+    ``dialer run`` processes have different node ids), and is left alone.
+    """
+    dead = Lead.claimed_by == node
+    if stale is not None:
+        dead = or_(dead, Lead.claimed_at.is_(None), Lead.claimed_at < now - stale)
+    where = [Lead.status == LeadStatus.DIALING, dead]
+    if campaign_id is not None:
+        where.append(Lead.campaign_id == campaign_id)
+    count = 0
     async with sm() as session, session.begin():
-        ids = (
-            await session.execute(select(Lead.id).where(Lead.status == LeadStatus.DIALING, Lead.claimed_by == node))
-        ).scalars()
-        id_list = list(ids)
-    return await release_claims(sm, id_list, node, now)
+        for lead in (await session.execute(select(Lead).where(*where))).scalars():
+            lead.status = _unclaimed_status(lead)
+            lead.claimed_by = None
+            lead.claimed_at = None
+            lead.updated_at = now
+            count += 1
+    return count
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,12 +583,49 @@ async def abandon_history(sm: Sessions, campaign_id: int, since: datetime) -> li
         return [(r.answered_at, r.outcome == "abandoned") for r in rows]
 
 
-async def recent_attempts(sm: Sessions, campaign_id: int, limit: int = 2000) -> list[dict[str, Any]]:
-    """The campaign's last finished attempts as estimator history rows (oldest first)."""
+#: failures the far end never saw or caused (says nothing about whether the callee answers)
+LOCAL_FAILURE_PREFIXES = ("cancelled:", "the INVITE could not be sent", "internal error")
+
+
+def is_local_failure(outcome: str | None, sip_status: int | None, sip_reason: str | None) -> bool:
+    """A ``failed`` attempt the dialer itself caused (stopping, no INVITE sent, a bug)."""
+    if outcome != "failed":
+        return False
+    return (sip_reason or "").startswith(LOCAL_FAILURE_PREFIXES) or (sip_status is None and not sip_reason)
+
+
+def callee_hour(at: datetime, zones: Sequence[str], default_zone: str | None = None) -> int:
+    """The hour of the callee's local day at ``at``: in the contact's first zone (the campaign's
+    zone, else UTC, when the contact has none), as answer rates are learned per callee hour."""
+    name = zones[0] if zones else (default_zone or "UTC")
+    return at.astimezone(zone(name)).hour
+
+
+async def recent_attempts(
+    sm: Sessions, campaign_id: int, limit: int = 2000, default_zone: str | None = None
+) -> list[dict[str, Any]]:
+    """The campaign's last finished attempts as estimator history rows (oldest first).
+
+    Each row: ``answered`` (a person answered), ``ring_seconds``, ``talk_seconds``, ``list_id``
+    (the lead's list) and ``local_hour`` (the callee's local hour when it was dialled), so
+    answer rates warm up per list and per hour of the callee's day as the live runner learns
+    them. Failures of the dialer's own making are left out.
+    """
     async with sm() as session:
         rows = (
             await session.execute(
-                select(CallAttempt.dialled_at, CallAttempt.answered_at, CallAttempt.outcome, CallAttempt.talk_seconds)
+                select(
+                    CallAttempt.dialled_at,
+                    CallAttempt.answered_at,
+                    CallAttempt.outcome,
+                    CallAttempt.talk_seconds,
+                    CallAttempt.sip_status,
+                    CallAttempt.sip_reason,
+                    Lead.list_id,
+                    Contact.timezones,
+                )
+                .outerjoin(Lead, Lead.id == CallAttempt.lead_id)
+                .outerjoin(Contact, Contact.id == CallAttempt.contact_id)
                 .where(CallAttempt.campaign_id == campaign_id, CallAttempt.outcome.is_not(None))
                 .order_by(CallAttempt.dialled_at.desc())
                 .limit(limit)
@@ -565,10 +633,144 @@ async def recent_attempts(sm: Sessions, campaign_id: int, limit: int = 2000) -> 
         ).all()
     out: list[dict[str, Any]] = []
     for r in reversed(rows):
+        if is_local_failure(r.outcome, r.sip_status, r.sip_reason):
+            continue
         answered = r.outcome in HUMAN_OUTCOMES and r.answered_at is not None
         ring = (r.answered_at - r.dialled_at).total_seconds() if r.answered_at is not None else 0.0
-        out.append({"answered": answered, "ring_seconds": max(0.0, ring), "talk_seconds": r.talk_seconds})
+        out.append(
+            {
+                "answered": answered,
+                "ring_seconds": max(0.0, ring),
+                "talk_seconds": r.talk_seconds,
+                "list_id": r.list_id,
+                "local_hour": callee_hour(r.dialled_at, tuple(r.timezones or ()), default_zone),
+                "outcome": r.outcome,
+            }
+        )
     return out
+
+
+async def due_mix(
+    sm: Sessions, campaign_id: int, now: datetime, limit: int = 50
+) -> list[tuple[int | None, tuple[str, ...]]]:
+    """(list id, contact zones) of the next ``limit`` leads the runner would claim at ``now``, in
+    claim order: the pacing model's answer probability is the mean over these."""
+    async with sm() as session:
+        rows = (
+            await session.execute(
+                select(Lead.list_id, Contact.timezones)
+                .join(Contact, Contact.id == Lead.contact_id)
+                .where(
+                    Lead.campaign_id == campaign_id,
+                    Lead.status.in_(CLAIMABLE_LEAD_STATUSES),
+                    Lead.next_attempt_at <= now,
+                )
+                .order_by(Lead.priority.desc(), Lead.next_attempt_at, Lead.id)
+                .limit(limit)
+            )
+        ).all()
+    return [(r.list_id, tuple(r.timezones or ())) for r in rows]
+
+
+async def campaign_history(
+    sm: Sessions,
+    campaign_id: int,
+    *,
+    since: datetime | None = None,
+    limit: int = 20_000,
+    default_zone: str | None = None,
+) -> list[dict[str, Any]]:
+    """The campaign's finished attempts as rows for :func:`dialer.simulator.fit_from_history`
+    (oldest first): :func:`recent_attempts`' rows, with ``ring_seconds`` of an unanswered call
+    being how long it rang, and ``wrapup_seconds`` of a bridged call from the agent's WRAPUPEND
+    queue_log row when the ACD logged one."""
+    from acd.models import QueueLogRow
+
+    async with sm() as session:
+        stmt = (
+            select(
+                CallAttempt.call_id,
+                CallAttempt.dialled_at,
+                CallAttempt.answered_at,
+                CallAttempt.ended_at,
+                CallAttempt.outcome,
+                CallAttempt.talk_seconds,
+                CallAttempt.sip_status,
+                CallAttempt.sip_reason,
+                Lead.list_id,
+                Contact.timezones,
+            )
+            .outerjoin(Lead, Lead.id == CallAttempt.lead_id)
+            .outerjoin(Contact, Contact.id == CallAttempt.contact_id)
+            .where(CallAttempt.campaign_id == campaign_id, CallAttempt.outcome.is_not(None))
+            .order_by(CallAttempt.dialled_at.desc())
+            .limit(limit)
+        )
+        if since is not None:
+            stmt = stmt.where(CallAttempt.dialled_at >= since)
+        rows = (await session.execute(stmt)).all()
+        bridged = [r.call_id for r in rows if r.outcome == "completed" and r.call_id]
+        wraps: dict[str, float] = {}
+        for start in range(0, len(bridged), 500):
+            chunk = bridged[start : start + 500]
+            for call_id, wrap_s in (
+                await session.execute(
+                    select(QueueLogRow.call_id, QueueLogRow.data1).where(
+                        QueueLogRow.event == "WRAPUPEND", QueueLogRow.call_id.in_(chunk)
+                    )
+                )
+            ).all():
+                try:
+                    wraps[call_id] = float(wrap_s)
+                except ValueError:
+                    continue
+    out: list[dict[str, Any]] = []
+    for r in reversed(rows):
+        if is_local_failure(r.outcome, r.sip_status, r.sip_reason):
+            continue
+        answered = r.outcome in HUMAN_OUTCOMES and r.answered_at is not None
+        end = r.answered_at if r.answered_at is not None else r.ended_at
+        ring = (end - r.dialled_at).total_seconds() if end is not None else 0.0
+        row: dict[str, Any] = {
+            "answered": answered,
+            "ring_seconds": max(0.0, ring),
+            "talk_seconds": r.talk_seconds,
+            "list_id": r.list_id,
+            "local_hour": callee_hour(r.dialled_at, tuple(r.timezones or ()), default_zone),
+            "outcome": r.outcome,
+        }
+        if r.call_id in wraps:
+            row["wrapup_seconds"] = wraps[r.call_id]
+        out.append(row)
+    return out
+
+
+async def lead_mix(
+    sm: Sessions, campaign_id: int, *, default_zone: str | None = None, size: int = 20
+) -> tuple[tuple[int | None, str], ...]:
+    """About ``size`` (list id, callee zone) entries in proportion to the campaign's leads still to
+    be dialled (all its leads when none is left): who a simulation of the campaign dials."""
+    async with sm() as session:
+
+        async def counts(statuses: Sequence[str] | None) -> list[tuple[int | None, str, int]]:
+            stmt = select(Lead.list_id, Contact.timezones).join(Contact, Contact.id == Lead.contact_id)
+            stmt = stmt.where(Lead.campaign_id == campaign_id)
+            if statuses is not None:
+                stmt = stmt.where(Lead.status.in_(list(statuses)))
+            tally: dict[tuple[int | None, str], int] = {}
+            for list_id, zones in (await session.execute(stmt.limit(200_000))).all():
+                key = (list_id, (zones or [default_zone or "UTC"])[0])
+                tally[key] = tally.get(key, 0) + 1
+            return [(k[0], k[1], n) for k, n in tally.items()]
+
+        found = await counts(CLAIMABLE_LEAD_STATUSES) or await counts(None)
+    if not found:
+        return ((None, default_zone or "UTC"),)
+    total = sum(n for *_, n in found)
+    mix: list[tuple[int | None, str]] = []
+    for list_id, zone_name, n in sorted(found, key=lambda e: -e[2]):
+        mix += [(list_id, zone_name)] * max(1, round(size * n / total))
+    return tuple(mix)
 
 
 async def effective_today(sm: Sessions, campaign_id: int, since: datetime, threshold: float) -> int:
@@ -596,5 +798,6 @@ async def effective_today(sm: Sessions, campaign_id: int, since: datetime, thres
 
 
 def stale_after(settings: CampaignSettings) -> timedelta:
-    """How long a claim may stay ``dialing`` before another node may take it back (crashed node)."""
+    """How long a claim may stay ``dialing`` before another node may take it back (crashed node):
+    longer than any call lasts (the ring timeout plus four hours of talk)."""
     return timedelta(seconds=settings.pacing.ring_timeout_seconds) + timedelta(hours=4)

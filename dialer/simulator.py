@@ -7,6 +7,8 @@ and asks the same :class:`~dialer.pacing.PacingModel` how many lines to dial; ev
 answer is accounted in the same :class:`~dialer.abandon.AbandonLedger`. The pacing model only
 sees what a live system sees: estimators learn answer probability, ring time and handle time
 from the simulated calls (optionally warmed from history rows), never the hidden parameters.
+Simulated leads carry a list and a callee time zone (``SimulationParams.lead_mix``), so answers
+are learned, and read back, per list and per hour of the callee's day, as the runner does.
 
 Common random numbers: the i-th dialled line and the i-th connected call draw from the same
 random streams under every algorithm, so algorithms are compared on the same customers.
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
@@ -68,9 +71,19 @@ class SimulationParams:
     max_lines: int = 200
     target_abandon_rate: float = 0.03
     tick_s: float = 1.0
+    #: who is dialled: (list id, callee's IANA zone) per lead, cycled line by line; answer rates
+    #: are learned, and read by the pacing model, per list and per hour of the callee's day
+    lead_mix: tuple[tuple[int | None, str], ...] = ((None, "UTC"),)
 
     def __post_init__(self) -> None:
         problems = []
+        if not self.lead_mix:
+            problems.append("lead_mix needs at least one (list id, zone) entry")
+        for _list_id, zone_name in self.lead_mix:
+            try:
+                ZoneInfo(zone_name)
+            except (ZoneInfoNotFoundError, ValueError):
+                problems.append(f"lead_mix zone {zone_name!r} is not an IANA time zone")
         if self.agents < 1:
             problems.append("agents must be at least 1")
         if not 0.0 < self.answer_prob <= 1.0:
@@ -91,7 +104,8 @@ def fit_from_history(rows: Iterable[Mapping[str, Any]], **overrides: Any) -> Sim
     """Simulation parameters fitted from CDR-like rows.
 
     Each row needs ``answered`` (bool, human answer) and ``ring_seconds``; answered rows with
-    ``talk_seconds`` > 0 give the handle time; optional ``wrapup_seconds``. The answer
+    ``talk_seconds`` > 0 give the handle time; optional ``wrapup_seconds``; an optional
+    ``outcome`` keeps busy and failed calls out of the ring-timeout estimate. The answer
     probability is the answered share, ring times are resampled empirically, talk time is a
     lognormal fit. ``overrides`` (e.g. agents=30, hours=4) replace fitted or default fields.
     """
@@ -116,7 +130,8 @@ def fit_from_history(rows: Iterable[Mapping[str, Any]], **overrides: Any) -> Sim
             talk = row.get("talk_seconds")
             if talk not in (None, "") and float(talk) > 0:
                 talks.append(float(talk))
-        else:
+        elif row.get("outcome", "no_answer") == "no_answer":
+            # How long unanswered calls rang (busy and failed calls end before the timeout).
             unanswered_rings.append(ring)
         wrap = row.get("wrapup_seconds")
         if wrap not in (None, ""):
@@ -156,9 +171,17 @@ class PacingEstimators:
 
     @classmethod
     def from_history(cls, rows: Iterable[Mapping[str, Any]], list_id: Any = None) -> PacingEstimators:
+        """Warmed with history rows; a row's ``list_id`` and ``local_hour`` (the callee's hour of
+        day) key its answer (``list_id`` is the default for rows without one)."""
         est = cls()
         for row in rows:
-            est.observe_attempt(bool(row["answered"]), float(row["ring_seconds"]), list_id, row.get("local_hour"))
+            hour = row.get("local_hour")
+            est.observe_attempt(
+                bool(row["answered"]),
+                float(row["ring_seconds"]),
+                row.get("list_id", list_id),
+                int(hour) if hour not in (None, "") else None,
+            )
             talk = row.get("talk_seconds")
             if row["answered"] and talk not in (None, "") and float(talk) > 0:
                 est.handle.record(float(talk))
@@ -195,6 +218,8 @@ class SimulationResult:
 # event kinds, in the order they are handled at equal times: agents free up before answers
 # are routed, and a waiting call is checked for abandonment only after both.
 _WRAP_END, _TALK_END, _ANSWER, _NO_ANSWER, _ABANDON_CHECK, _TICK = range(6)
+#: leads ahead in the dial order whose answer probabilities are averaged (the runner's due sample)
+_DUE_SAMPLE = 50
 
 
 class _Run:
@@ -248,6 +273,8 @@ class _Run:
 
             self.ring_draw = draw
         self.talk_mu = math.log(params.talk_mean_s) - params.talk_sigma**2 / 2
+        self.mix = params.lead_mix
+        self.zones = {name: ZoneInfo(name) for _, name in self.mix}
 
     def push(self, at: float, kind: int, ident: int) -> None:
         self.seq += 1
@@ -258,6 +285,26 @@ class _Run:
 
     def _busy(self, start: float, stop: float) -> float:
         return max(0.0, min(stop, self.end) - min(start, self.end))
+
+    def lead_of(self, line: int) -> tuple[int | None, str]:
+        return self.mix[line % len(self.mix)]
+
+    def callee_hour(self, line: int, t: float) -> int:
+        return self.clock(t).astimezone(self.zones[self.lead_of(line)[1]]).hour
+
+    def answer_probability(self, at: datetime) -> float:
+        """As the live runner does: the mean answer probability of the next leads to be dialled,
+        each at its list and its callee's local hour now."""
+        mix = self.mix
+        if len(mix) == 1:
+            list_id, name = mix[0]
+            return self.est.answers.probability(list_id, at.astimezone(self.zones[name]).hour)
+        k = min(len(mix), _DUE_SAMPLE)
+        total = 0.0
+        for i in range(self.next_line, self.next_line + k):
+            list_id, name = mix[i % len(mix)]
+            total += self.est.answers.probability(list_id, at.astimezone(self.zones[name]).hour)
+        return total / k
 
     # -- the pacing decision, built exactly like the live runner does -------------------------
     def snapshot(self) -> PacingSnapshot:
@@ -270,7 +317,7 @@ class _Run:
             talk_so_far_s=tuple(now - s for s in self.talk_start.values()),
             wrapup_remaining_s=tuple(max(0.0, e - now) for e in self.wrap_end.values()),
             ringing_s=tuple(now - d for d in self.ringing.values()),
-            answer_probability=self.est.answers.probability(None, at.hour),
+            answer_probability=self.answer_probability(at),
             ring_time=self.est.ring.distribution(),
             handle_time=self.est.handle.distribution(),
             wrapup_s=self.p.wrapup_s,
@@ -318,7 +365,7 @@ class _Run:
         if kind == _ANSWER:
             dialled = self.ringing.pop(ident)
             self.answered += 1
-            self.est.observe_attempt(True, now - dialled, None, self.clock(dialled).hour)
+            self.est.observe_attempt(True, now - dialled, self.lead_of(ident)[0], self.callee_hour(ident, dialled))
             if self.ready:
                 self.connect(self.ready.popleft(), ident, now)
             else:
@@ -327,7 +374,7 @@ class _Run:
                 self.push(now + ABANDON_GRACE_S, _ABANDON_CHECK, ident)
         elif kind == _NO_ANSWER:
             dialled = self.ringing.pop(ident)
-            self.est.observe_attempt(False, now - dialled, None, self.clock(dialled).hour)
+            self.est.observe_attempt(False, now - dialled, self.lead_of(ident)[0], self.callee_hour(ident, dialled))
         elif kind == _TALK_END:
             start = self.talk_start.pop(ident)
             self.agent_call.pop(ident)

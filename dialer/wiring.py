@@ -9,7 +9,11 @@ are fed by the calls themselves. :class:`RecordingHookup` is that feed:
 - an inbound queue call is recorded when the ACD connects it to an agent, under the queue's
   policy (``[recordings.queues.<q>]``, else ``[recordings.default_policy]``);
 - every recording stops when the customer's leg ends, and the service finishes the rest on stop;
-- the agent's disposition (keyed in wrap-up, after the recording stopped) becomes its outcome.
+- the agent's disposition (keyed in wrap-up, after the recording stopped) becomes its outcome;
+- the agent's recording controls (``*7`` record now, ``*8`` pause/resume, the agent page's
+  buttons) reach :meth:`RecordingHookup.agent_recording` through the ACD's ``recording_control``;
+- the post-call survey's answer (the ACD asks it when the agent hangs up) is stored with
+  ``recordings.qa.save_survey_answer`` through the ACD's ``on_survey`` hook.
 
 Both record the bridge the ACD built (customer left, agent right), found through the ACD's
 ``on_bridged`` hook.
@@ -25,12 +29,13 @@ import structlog
 
 from dialer.campaigns import CampaignSettings
 from infra.bus import EventBus
-from recordings.service import RecordingHandle, RecordingMeta, RecordingService, RecordingsRunner
+from recordings.qa import save_survey_answer
+from recordings.service import Policy, RecordingHandle, RecordingMeta, RecordingService, RecordingsRunner
 from telephony import Call, CallDirection
 from telephony.media.bridge import Bridge
 
 if TYPE_CHECKING:
-    from acd.service import AcdService
+    from acd.service import AcdService, RecordingAction, SurveyAnswered
     from dialer.app import DialerApp, ServiceFactory
     from dialer.runner import RunnerService
 
@@ -52,12 +57,16 @@ class RecordingHookup:
         self._recording_of: dict[str, RecordingHandle] = {}  # call id -> its recording, for the disposition
         self._tasks: set[asyncio.Task[Any]] = set()
         self._removers: list[Callable[[], None]] = []
+        self._acd: AcdService | None = None
 
     def attach(self, acd: AcdService) -> None:
         from acd import CallConnected
         from acd.service import DispositionSet
 
+        self._acd = acd
         acd.on_bridged = self._on_bridged
+        acd.on_survey = self._save_survey
+        acd.recording_control = self
         self._removers = [
             self.bus.add_listener(self._on_connected, types=CallConnected),
             self.bus.add_listener(self._on_disposition, types=DispositionSet),
@@ -67,6 +76,81 @@ class RecordingHookup:
         for remove in self._removers:
             remove()
         self._removers = []
+        if self._acd is not None:
+            if self._acd.on_survey == self._save_survey:
+                self._acd.on_survey = None
+            if self._acd.recording_control is self:
+                self._acd.recording_control = None
+        self._acd = None
+
+    async def agent_recording(
+        self,
+        action: RecordingAction,
+        call: Call,
+        bridge: Bridge | None,
+        *,
+        agent_id: str,
+        queue: str | None,
+        campaign_id: int | None,
+        campaign: str | None,
+    ) -> str:
+        """The agent's ``*7``/``*8`` or recording buttons on its current call; ``recording`` or ``paused``."""
+        handle = self.service.active(call.id)
+        if action == "start":
+            if handle is None:
+                handle = await self._start_on_demand(call, bridge, agent_id, queue, campaign_id, campaign)
+            elif handle.paused:
+                handle.resume()
+        elif handle is None:
+            raise ValueError(f"call {call.id} is not being recorded; start recording first (*7 or the Record button)")
+        elif action == "pause" or (action == "toggle" and not handle.paused):
+            handle.pause("agent")
+        else:
+            handle.resume()
+        return "paused" if handle.paused else "recording"
+
+    async def _start_on_demand(
+        self,
+        call: Call,
+        bridge: Bridge | None,
+        agent_id: str,
+        queue: str | None,
+        campaign_id: int | None,
+        campaign: str | None,
+    ) -> RecordingHandle:
+        found = self.campaigns(campaign_id) if campaign_id is not None else None
+        policy = self.service.policy_for(campaign=found[1].recording if found else None, queue=queue)
+        if policy.policy is Policy.NONE:
+            where = f"campaign {found[0]!r}" if found else f"queue {queue!r}"
+            raise ValueError(f"{where} records no calls (policy none); ask a manager to change its recording policy")
+        if call.media is None or call.ended:
+            raise ValueError(f"call {call.id} has ended; there is nothing to record")
+        entry = self._bridges.get(call.id)
+        if bridge is None and entry is not None and entry[0] is call:
+            bridge = entry[1]
+        meta = RecordingMeta(
+            agent_id=agent_id, campaign_id=campaign_id, campaign=campaign or (found[0] if found else None), queue=queue
+        )
+        handle = await self.service.start_on_demand(call.id, call.media, bridge, meta)
+        self._recording_of[call.id] = handle
+        self._spawn(self._stop_when_ended(call, handle))
+        return handle
+
+    async def _save_survey(self, event: SurveyAnswered) -> None:
+        sessionmaker = self.service.sessionmaker
+        if sessionmaker is None:
+            log.info("survey.not_stored", call_id=event.call_id, reason="recordings have no database")
+            return
+        await save_survey_answer(
+            sessionmaker,
+            event.call_id,
+            event.answer,
+            now=self.service.clock(),
+            agent_id=event.agent_id,
+            campaign_id=event.campaign_id,
+            campaign=event.campaign,
+            queue=event.queue,
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -183,12 +267,16 @@ def recordings_factory(holder: dict[str, Any]) -> ServiceFactory:
 def runner_factory(
     holder: dict[str, Any], runner_options: dict[str, Any] | None = None, *, timers: Any = None
 ) -> ServiceFactory:
-    """The campaign runner on the app's UA and trunk, agents from the ACD's queues."""
+    """The campaign runner on the app's UA and trunk, agents from the ACD's queues.
+
+    Each campaign's abandon and machine messages come from the prompt library given here (site
+    prompts over the shipped ones): composed from its ``company_name`` and ``callback_number``
+    unless the site recorded them (see :func:`dialer.runner.campaign_messages`); the machine
+    message is left after the beep when the campaign sets ``on_machine = "message"``.
+    """
 
     async def factory(app: DialerApp) -> RunnerService | None:
-        import socket
-
-        from dialer.runner import RunnerService, TrunkLines
+        from dialer.runner import DEFAULT_TRUNK, RunnerService, TrunkLines, TrunkRoute, default_node
         from dialer.runner_agents import AcdAgentPool
         from dialer.runner_store import CampaignRow
         from ivr.prompts import SHIPPED_PROMPTS_DIR, PromptLibrary
@@ -202,10 +290,11 @@ def runner_factory(
 
         def pool_for(row: CampaignRow) -> AcdAgentPool:
             queue = row.settings.queue or default_queue
-            return AcdAgentPool(acd, lambda _campaign_id: queue, bus=app.bus)
+            return AcdAgentPool(
+                acd, lambda _campaign_id: queue, bus=app.bus, survey=row.settings.survey, campaign=row.name
+            )
 
         options: dict[str, Any] = {
-            "from_host": s.trunk.from_domain,
             "prompts": PromptLibrary(s.site.data_dir / "prompts", SHIPPED_PROMPTS_DIR),
             **(runner_options or {}),
         }
@@ -213,14 +302,21 @@ def runner_factory(
         if hookup is not None:
             options.setdefault("recorder", hookup)
         transport = ";transport=tcp" if s.trunk.transport == "tcp" else ""
+        # The one [trunk] of the settings is the trunk named "default"; a campaign naming another
+        # one is refused at start with an error naming its `trunk` setting.
+        route = TrunkRoute(
+            uri=f"sip:{{number}}@{s.trunk.host}:{s.trunk.port}{transport}",
+            lines=TrunkLines(s.trunk.max_channels),
+            from_host=s.trunk.from_domain,
+        )
         service = RunnerService(
             sessionmaker=app.sessionmaker,
             ua=app.ua,
             pool_for=pool_for,
-            trunk_uri=f"sip:{{number}}@{s.trunk.host}:{s.trunk.port}{transport}",
+            trunks={DEFAULT_TRUNK: route},
             bus=app.bus,
-            node=f"{s.site.name}:{socket.gethostname()}",
-            trunk=TrunkLines(s.trunk.max_channels),
+            # Unique per process (host, pid, random): two `dialer run` on one host keep their claims apart.
+            node=default_node(s.site.name),
             timers=timers,
             runner_options=options,
         )

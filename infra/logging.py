@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal, TextIO
+from collections.abc import Awaitable
+from typing import Literal, TextIO, TypeVar
 
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, clear_contextvars, unbind_contextvars
@@ -23,8 +24,21 @@ __all__ = [
     "bound_contextvars",
     "clear_contextvars",
     "configure_logging",
+    "in_log_context",
     "unbind_contextvars",
 ]
+
+_T = TypeVar("_T")
+
+
+async def in_log_context(coro: Awaitable[_T], **context: object) -> _T:
+    """Await ``coro`` with ``context`` (None values left out) bound for every log line it writes.
+
+    Meant as the body of a task (``create_task(in_log_context(work(), call_id=...))``): the task
+    has its own copy of the context, so the binding ends with it and never reaches other calls.
+    """
+    with bound_contextvars(**{k: v for k, v in context.items() if v is not None}):
+        return await coro
 
 _HANDLER_NAME = "dialer-structlog"
 

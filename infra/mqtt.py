@@ -1,7 +1,8 @@
 """MQTT mirror of the event bus (aiomqtt 2.x) and the embedded amqtt broker used by default.
 
 ``MqttBridge`` listens to the ``EventBus`` and publishes every event as JSON (``infra.bus.encode``)
-to ``dialer/<site>/<topic_for(event)>``; events whose class sets ``__retain__`` are current
+to ``<topic_prefix>/<site>/<topic_for(event)>`` (``[mqtt] topic_prefix``, ``dialer`` by default);
+events whose class sets ``__retain__`` are current
 state (agent state, queue stats) and are published with the MQTT RETAIN flag (MQTT 3.1.1
 section 3.3.1.3) so that a late subscriber gets the latest value at once. Delivery is QoS 1
 by default (section 4.3.2): an event leaves the bridge's buffer only when the broker has
@@ -76,7 +77,9 @@ class BrokerAddress:
         if not parts.hostname:
             raise ValueError(f"MQTT broker URL {url!r} names no host, e.g. mqtt://broker.example.net:1883")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError(f"MQTT broker URL {url!r} must not have a path or query; the topic prefix comes from site")
+            raise ValueError(
+                f"MQTT broker URL {url!r} must not have a path or query; set [mqtt] topic_prefix and the site"
+            )
         return cls(
             host=parts.hostname,
             port=port,
@@ -90,6 +93,16 @@ def _check_site(site: str) -> str:
     if not site or any(c in site for c in "/+#\x00"):
         raise ValueError(f"MQTT site {site!r} must be a non-empty name without '/', '+' or '#', e.g. 'paris'")
     return site
+
+
+def _check_prefix(prefix: str) -> str:
+    levels = prefix.split("/")
+    if not prefix or any(not level or any(c in level for c in "+#\x00") for level in levels):
+        raise ValueError(
+            f"MQTT topic_prefix {prefix!r} must be topic levels without '+', '#' or empty levels "
+            "(no leading, trailing or double '/'), e.g. 'dialer' or 'acme/dialer'"
+        )
+    return prefix
 
 
 class _Outgoing:
@@ -107,7 +120,7 @@ class _Outgoing:
 
 
 class MqttBridge:
-    """Mirror bus events to MQTT under ``dialer/<site>/``; see the module docstring.
+    """Mirror bus events to MQTT under ``<topic_prefix>/<site>/``; see the module docstring.
 
     Use ``async with MqttBridge(bus, ...)`` or ``await start()`` / ``await stop()``. The bus
     listener is attached at construction, so events published before the first connection
@@ -120,6 +133,7 @@ class MqttBridge:
         *,
         url: str = "mqtt://127.0.0.1:1883",
         site: str = "default",
+        topic_prefix: str = "dialer",
         buffer: int = 10_000,
         client_id: str | None = None,
         qos: int = 1,
@@ -141,7 +155,8 @@ class MqttBridge:
         self.address = BrokerAddress.parse(url)
         self.url = url
         self.site = _check_site(site)
-        self.prefix = f"dialer/{site}/"
+        self.topic_prefix = _check_prefix(topic_prefix)
+        self.prefix = f"{topic_prefix}/{site}/"
         self.capacity = buffer
         self.client_id = client_id or f"dialer-{site}-{socket.gethostname()}-{os.getpid()}"
         self.qos = qos

@@ -46,6 +46,9 @@ __all__ = [
     "PromptLibrary",
     "PromptNotFoundError",
     "PromptToolMissingError",
+    "campaign_message_names",
+    "company_prompt_name",
+    "ensure_company_prompt",
     "ensure_prompts",
     "generate",
     "hold_music",
@@ -88,6 +91,13 @@ def _default_texts() -> dict[str, str]:
         "abandon_message": (
             "Sorry, all our agents are busy right now. We will call you back as soon as possible. Goodbye."
         ),
+        # The campaign message heard by an abandoned call (and left on a machine), composed by
+        # campaign_message_names: who called and the number to call back, digit by digit.
+        "abandon_busy": "Hello. Sorry, all our agents are busy right now.",
+        "machine_hello": "Hello, this is a message for you.",
+        "message_call_from": "This call was from",
+        "message_call_back": "To call us back, please dial",
+        "message_goodbye": "We will try again later. Thank you, goodbye.",
         "callback_confirm": "Thank you. We will call you back as soon as an agent is free.",
         "voicemail_intro": "Please leave your message after the tone.",
         "survey_question": (
@@ -323,6 +333,50 @@ def _check_name(name: str) -> None:
             f"bad prompt name {name!r}: use lower-case letters, digits, '_' and '-' (e.g. 'menu_sales'), "
             "at most 64 characters"
         )
+
+
+# --------------------------------------------------------------------------- campaign messages
+def company_prompt_name(company: str) -> str:
+    """The prompt that speaks a campaign's company name: ``company_<slug>`` (a hash for names that
+    are not plain ASCII). Generated at campaign create time, or recorded by the site under this name."""
+    slug = re.sub(r"[^a-z0-9]+", "_", company.strip().lower()).strip("_")
+    if not slug or not company.isascii():
+        slug = hashlib.sha256(company.strip().encode()).hexdigest()[:12]
+    return f"company_{slug[:50]}"
+
+
+def ensure_company_prompt(
+    directory: str | os.PathLike[str], company: str, *, voice: str = "en", speed: int = 165
+) -> Path | None:
+    """Speak ``company`` into ``directory`` as :func:`company_prompt_name` (cached like
+    :func:`ensure_prompts`); None, with a warning, when espeak-ng or sox is missing."""
+    name = company_prompt_name(company)
+    try:
+        ensure_prompts(directory, texts={name: company.strip()}, voice=voice, speed=speed, names=[name])
+    except PromptToolMissingError as exc:
+        log.warning("prompts.company_not_generated", company=company, prompt=name, why=str(exc))
+        return None
+    return Path(directory) / f"{name}.wav"
+
+
+def campaign_message_names(
+    kind: Literal["abandon", "machine"],
+    *,
+    company_prompt: str | None,
+    callback_number: str | None,
+) -> list[str]:
+    """The prompts, in order, of a campaign's message: a greeting (``abandon_busy`` for an abandoned
+    call, ``machine_hello`` on a machine), who called (``message_call_from`` + the company
+    prompt), the number to call back spoken digit by digit (``message_call_back`` + ``digit_N``),
+    and ``message_goodbye``. Parts without their setting are left out."""
+    names = ["abandon_busy" if kind == "abandon" else "machine_hello"]
+    if company_prompt is not None:
+        names += ["message_call_from", company_prompt]
+    digits = [c for c in (callback_number or "") if c.isdigit()]
+    if digits:
+        names += ["message_call_back", *(f"digit_{d}" for d in digits)]
+    names.append("message_goodbye")
+    return names
 
 
 # --------------------------------------------------------------------------- library

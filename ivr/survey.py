@@ -150,10 +150,18 @@ async def run_survey(
     attempts: int = 3,
     timeout: float = 5.0,
     hangup: bool = True,
+    question: str = "survey_question",
+    thanks: str = "survey_thanks",
+    invalid: str = "invalid",
 ) -> SurveyAnswer | None:
-    """Ask the survey on ``call``; hangs up afterwards unless ``hangup=False``."""
+    """Ask the survey on ``call``; hangs up afterwards unless ``hangup=False``.
+
+    ``question``, ``thanks`` and ``invalid`` are prompt names (a queue's own wording, for example).
+    """
     log = _log.bind(call_id=call.id)
-    machine = SurveyMachine(attempts=attempts, timeout=timeout, log=log)
+    machine = SurveyMachine(
+        attempts=attempts, timeout=timeout, question=question, thanks=thanks, invalid=invalid, log=log
+    )
     done = await drive(call, machine, prompts, clock, log=log)
     assert isinstance(done, SurveyDone)
     if hangup and not call.ended:

@@ -96,7 +96,14 @@ def create(
     ring_timeout: Annotated[int | None, typer.Option(help="Seconds an unanswered call rings (>= 15)")] = None,
     caller_id: Annotated[str | None, typer.Option(help="Presented number, E.164")] = None,
     trunk: Annotated[str | None, typer.Option(help="Trunk name")] = None,
+    company_name: Annotated[
+        str | None, typer.Option("--company-name", help="Said in the abandon message: who called")
+    ] = None,
+    callback_number: Annotated[
+        str | None, typer.Option("--callback-number", help="Said in the abandon message: number to call back, E.164")
+    ] = None,
     amd: Annotated[bool | None, typer.Option("--amd/--no-amd", help="Answering-machine detection")] = None,
+    on_machine: Annotated[str | None, typer.Option("--on-machine", help="hangup, or message (after the beep)")] = None,
     effective_seconds: Annotated[int | None, typer.Option(help="Talk seconds for an effective call")] = None,
     daily_target: Annotated[int | None, typer.Option(help="Effective calls per day")] = None,
     queue: Annotated[str | None, typer.Option(help="ACD queue answering the calls")] = None,
@@ -171,7 +178,10 @@ def create(
         ("timezone", timezone),
         ("caller_id", caller_id),
         ("trunk", trunk),
+        ("company_name", company_name),
+        ("callback_number", callback_number),
         ("amd", amd),
+        ("on_machine", on_machine),
         ("effective_call_seconds", effective_seconds),
         ("daily_target", daily_target),
         ("queue", queue),
@@ -201,9 +211,40 @@ def create(
             )
             return campaign.id
 
+    if active and campaign_settings.caller_id is None:
+        fail(_no_caller_id(name), EXIT_CONFIG)
     campaign_id = run_with_db(settings, work)
     state = "active" if active else "paused (start it with `dialer campaign resume " + name + "`)"
     typer.echo(f"created campaign {name!r} (id {campaign_id}), {state}")
+    if campaign_settings.company_name:
+        _company_prompt(settings.site.data_dir / "prompts", campaign_settings.company_name)
+    if campaign_settings.caller_id is None:
+        typer.echo(f"note: {_no_caller_id(name)}", err=True)
+
+
+def _no_caller_id(name: str) -> str:
+    return (
+        f"campaign {name!r} has no caller_id, and every campaign call presents one: "
+        "give --caller-id +861012345678 (E.164) or caller_id in its settings file"
+    )
+
+
+def _company_prompt(directory: Path, company: str) -> None:
+    """Speak the company name for the abandon message now (TTS is not available while dialling)."""
+    from ivr.prompts import PromptError, company_prompt_name, ensure_company_prompt
+
+    try:
+        path = ensure_company_prompt(directory, company)
+    except (PromptError, OSError) as exc:
+        path = None
+        typer.echo(f"note: could not speak the company name: {exc}", err=True)
+    if path is None:
+        typer.echo(
+            f"note: the abandon message will leave out the company name until {directory}/"
+            f"{company_prompt_name(company)}.wav exists (install espeak-ng and sox and create the campaign "
+            "again, or record that file: 8 kHz mono WAV)",
+            err=True,
+        )
 
 
 @app.command("show")
@@ -284,7 +325,13 @@ def _move(name: str, status: CampaignStatus, config: Path | None) -> None:
     settings = settings_or_exit(config)
 
     async def work(sm: async_sessionmaker[AsyncSession]) -> str:
+        from dialer.campaigns import CampaignError, campaign_settings, get_campaign
+
         async with sm() as session, session.begin():
+            if status == CampaignStatus.ACTIVE:
+                current = await get_campaign(session, name)
+                if campaign_settings(current).caller_id is None:
+                    raise CampaignError(_no_caller_id(name))
             campaign = await set_campaign_status(session, name, status)
             return campaign.status
 

@@ -9,6 +9,7 @@ newest schema before a command uses it, unless ``database.migrate_on_start`` is 
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -71,11 +72,18 @@ def run_with_db(settings: Settings, work: Callable[[async_sessionmaker[AsyncSess
         finally:
             await engine.dispose()
 
-    return run_handling_errors(_go)
+    return run_handling_errors(_go, database=settings.database_url)
 
 
-def run_handling_errors(coro_factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine; known user errors become one line on stderr and a non-zero exit."""
+def run_handling_errors(coro_factory: Callable[[], Awaitable[T]], *, database: str | None = None) -> T:
+    """Run a coroutine; known user errors become one line on stderr and a non-zero exit.
+
+    Database errors (SQLAlchemy's ``DBAPIError``: locked, unreachable, not migrated) become
+    one line naming the database (``database``, its URL, password hidden) and the fix,
+    instead of a driver traceback.
+    """
+    from sqlalchemy.exc import DBAPIError
+
     from dialer.campaigns import CampaignError
     from dialer.lists.reader import ListFileError
 
@@ -85,8 +93,32 @@ def run_handling_errors(coro_factory: Callable[[], Awaitable[T]]) -> T:
         fail(str(exc), EXIT_CONFIG)
     except (CampaignError, ListFileError) as exc:
         fail(str(exc))
+    except DBAPIError as exc:
+        fail(database_error_message(exc, database))
     except OSError as exc:
         fail(f"{exc.filename or ''}: {exc.strerror or exc}; check the path and permissions".lstrip(": "))
+
+
+def database_error_message(exc: Exception, database: str | None) -> str:
+    """One line for a database error: which database, what happened, what to do."""
+    where = f"database {_safe_url(database)}" if database else "the database"
+    original = getattr(exc, "orig", None) or exc
+    detail = " ".join(str(original).split()) or type(original).__name__
+    lowered = detail.lower()
+    if "database is locked" in lowered or "database table is locked" in lowered:
+        return (
+            f"{where} is locked by another writer; retry when it is done, "
+            "or use PostgreSQL (database.url) for concurrent writers"
+        )
+    if re.search(r'database "[^"]*" does not exist', lowered):
+        return f"{where} does not exist; create it (createdb) or fix database.url"
+    if any(m in lowered for m in ("no such table", "no such column", "relation", "column")) and (
+        "no such" in lowered or "does not exist" in lowered
+    ):
+        return f"{where}: {detail[:200]}; run `dialer db upgrade` to bring its schema up to date"
+    if "readonly" in lowered or "read-only" in lowered:
+        return f"{where} is read-only ({detail[:200]}); check the file's permissions"
+    return f"{where}: {type(original).__name__}: {detail[:200]}; check that it is reachable and retry"
 
 
 async def _as_coroutine(factory: Callable[[], Awaitable[T]]) -> T:

@@ -1,8 +1,12 @@
 """`dialer dnc import|add|remove|check`: the do-not-call lists.
 
 Without ``--campaign`` an entry is global (every campaign); with it, it applies to that
-campaign only. A trailing ``*`` makes a prefix entry (``+86400*``). ``check`` exits 0 when
-the number may be called and 1 when it is blocked, printing every matching entry.
+campaign only. A trailing ``*`` makes a prefix entry (``+86400*``); a prefix needs the
+country code and at least 3 more digits unless ``--force`` (``+1*`` would block North
+America). ``check`` exits 0 when the number may be called and 1 when it is blocked, printing
+every matching entry: with ``--campaign``, blocked means on the global list or that
+campaign's; without it, on the global list, and the campaigns whose own lists hold the
+number are reported too (the number is callable elsewhere, exit 0).
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ app = typer.Typer(
     help="Do-not-call lists: global or per campaign, numbers or prefixes (+86400*).", no_args_is_help=True
 )
 
-CampaignOption = Annotated[
-    str | None, typer.Option("--campaign", help="Only this campaign (default: the global list)")
-]
+CampaignOption = Annotated[str | None, typer.Option("--campaign", help="Only this campaign (default: the global list)")]
 RegionOption = Annotated[str | None, typer.Option(help="Region for numbers without +country code, e.g. CN")]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Allow prefixes shorter than the country code plus 3 digits (e.g. +1*)")
+]
 
 
 async def _campaign_id(session: AsyncSession, name: str | None) -> int | None:
@@ -46,6 +51,7 @@ def add(
     campaign: CampaignOption = None,
     region: RegionOption = None,
     reason: Annotated[str | None, typer.Option(help="Why (kept with the entry)")] = None,
+    force: ForceOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Add a number or prefix to a DNC list."""
@@ -58,7 +64,7 @@ def add(
             cid = await _campaign_id(session, campaign)
             entry, created = await add_dnc(
                 session, number, campaign_id=cid, region=await _region(session, campaign, region), reason=reason,
-                source="cli",
+                source="cli", force=force,
             )  # fmt: skip
             return entry.number + ("*" if entry.is_prefix else ""), created
 
@@ -97,6 +103,10 @@ def remove(
     typer.echo(f"removed: {number} ({scope})")
 
 
+def _entry_text(entry: str, is_prefix: bool) -> str:
+    return f"prefix {entry}*" if is_prefix else entry
+
+
 @app.command("check")
 def check(
     number: Annotated[str, typer.Argument(help="Number to check")],
@@ -106,24 +116,43 @@ def check(
     config: ConfigOption = None,
 ) -> None:
     """Is this number blocked (globally, or for --campaign)? Exit 0: may be called; 1: blocked."""
+    from sqlalchemy import select
+
     from dialer.dnc import dnc_match, parse_dnc_entry
+    from dialer.models import Campaign
 
     settings = settings_or_exit(config)
 
-    async def work(sm: async_sessionmaker[AsyncSession]) -> tuple[str, list[str]]:
+    async def work(sm: async_sessionmaker[AsyncSession]) -> tuple[str, list[str], list[tuple[str, str]]]:
         async with sm() as session:
             cid = await _campaign_id(session, campaign)
             e164, _ = parse_dnc_entry(number, await _region(session, campaign, region))
-            return e164, [hit.describe for hit in await dnc_match(session, e164, cid)]
+            if cid is not None:
+                return e164, [hit.describe for hit in await dnc_match(session, e164, cid)], []
+            hits = await dnc_match(session, e164, all_campaigns=True)
+            ids = {hit.campaign_id for hit in hits if hit.campaign_id is not None}
+            names = dict((await session.execute(select(Campaign.id, Campaign.name).where(Campaign.id.in_(ids)))).all())
+            elsewhere = [
+                (names.get(hit.campaign_id, str(hit.campaign_id)), _entry_text(hit.entry, hit.is_prefix))
+                for hit in hits
+                if hit.campaign_id is not None
+            ]
+            return e164, [hit.describe for hit in hits if hit.campaign_id is None], sorted(elsewhere)
 
     try:
-        e164, hits = run_with_db(settings, work)
+        e164, hits, elsewhere = run_with_db(settings, work)
     except ValueError as exc:
         fail(str(exc))
     if json_out:
-        typer.echo(json.dumps({"number": e164, "blocked": bool(hits), "matches": hits}, ensure_ascii=False))
-    elif hits:
-        typer.echo(f"blocked: {e164} " + "; ".join(hits))
+        campaign_lists = [{"campaign": name, "entry": entry} for name, entry in elsewhere]
+        result = {"number": e164, "blocked": bool(hits), "matches": hits, "campaign_lists": campaign_lists}
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        raise typer.Exit(1 if hits else 0)
+    also = "; ".join(f"campaign {name!r} ({entry})" for name, entry in elsewhere)
+    if hits:
+        typer.echo(f"blocked: {e164} " + "; ".join(hits) + (f"; also on the DNC list of {also}" if also else ""))
+    elif elsewhere:
+        typer.echo(f"callable: {e164} is on no global DNC list, but blocked in {also}")
     else:
         typer.echo(f"callable: {e164} is on no DNC list" + (f" for campaign {campaign!r}" if campaign else ""))
     raise typer.Exit(1 if hits else 0)
@@ -138,6 +167,7 @@ def import_(
         list[str] | None, typer.Option("--map", help="COLUMN=phone if the column is not recognised")
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Reason stored with entries that have none")] = None,
+    force: ForceOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Load a DNC file in one transaction (all or nothing); prints a JSON summary."""
@@ -149,7 +179,7 @@ def import_(
         async with sm() as session:
             cid = await _campaign_id(session, campaign)
             reg = await _region(session, campaign, region)
-        return await import_dnc(sm, file, campaign_id=cid, region=reg, mapping=map_ or [], reason=reason)
+        return await import_dnc(sm, file, campaign_id=cid, region=reg, mapping=map_ or [], reason=reason, force=force)
 
     summary = run_with_db(settings, work)
     typer.echo(json.dumps(summary.as_dict(), ensure_ascii=False))

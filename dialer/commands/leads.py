@@ -1,4 +1,9 @@
-"""`dialer leads export --campaign NAME [--status S] --out FILE.csv`: a campaign's data, back out."""
+"""`dialer leads export --campaign NAME [--status S] --out FILE.csv`: a campaign's data, back out.
+
+Without ``--status`` every lead is exported except ``pending`` ones: those belong to an
+import still running (or one that died), are not part of the campaign yet and are never
+dialled. ``--status pending`` exports them explicitly.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,10 @@ def export(
     out: Annotated[Path, typer.Option("--out", help="CSV file to write (UTF-8 with BOM, opens in Excel)")],
     status: Annotated[
         list[str] | None,
-        typer.Option(help="Only leads in this status (repeatable): ready, callback, dialing, done, dnc, exhausted"),
+        typer.Option(
+            help="Only leads in this status (repeatable): ready, callback, dialing, done, dnc, exhausted, "
+            "pending (default: all but pending)"
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -33,11 +41,12 @@ def export(
         if s not in known:
             fail(f"--status {s!r}: unknown status; use one of {', '.join(sorted(known))}")
     settings = settings_or_exit(config)
+    wanted = status or [s.value for s in LeadStatus if s != LeadStatus.PENDING]
 
     async def work(sm: async_sessionmaker[AsyncSession]) -> int:
         async with sm() as session:
             camp = await get_campaign(session, campaign)
-            return await export_leads(session, camp.id, out, statuses=status or [])
+            return await export_leads(session, camp.id, out, statuses=wanted)
 
     count = run_with_db(settings, work)
     typer.echo(f"exported {count} leads of {campaign!r} to {out}")

@@ -3,7 +3,13 @@
 The import prints a progress bar on a terminal (rows/s, ETA) and then its summary; with
 ``--quiet`` it prints only the summary as one JSON line, for scripts. Exit status 0 when
 the import completed (rejected rows are in the summary and the rejects file), 1 when the
-file or the campaign is unusable (nothing was written), 2 for a bad config file.
+file, an option or the campaign is unusable, or another import into the campaign is
+running (nothing was written), 2 for a bad config file. The file and the options are
+checked before the database is opened, so a bad file never creates or migrates one.
+
+``lists show`` marks a list whose import died (no batch for
+:data:`dialer.lists.importer.STALE_IMPORT_AFTER`) as ``interrupted``: its leads are not
+visible, and the next import into the campaign discards them.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.commands.config import ConfigOption, run_with_db, settings_or_exit
+from dialer.commands.config import ConfigOption, fail, run_with_db, settings_or_exit
 
 app = typer.Typer(help="Call lists: import CSV/XLSX files into campaigns.", no_args_is_help=True)
 
@@ -62,8 +68,14 @@ def import_(
 ) -> None:
     """Import a call list: numbers to E.164, duplicates merged, DNC suppressed, rejects explained."""
     from dialer.lists import import_list
+    from dialer.lists.importer import check_list_file
+    from dialer.lists.reader import ListFileError
 
     settings = settings_or_exit(config, verbose=verbose)
+    try:
+        check_list_file(file, mapping=map_ or [], region=region)
+    except ListFileError as exc:
+        fail(str(exc))
     console = Console(stderr=True)
     counts = {"read": 0}
     progress = Progress(
@@ -113,8 +125,13 @@ def import_(
     )
     columns = ", ".join(f"{k}<-{v}" for k, v in summary.columns.items())
     out.print(f"  columns: {columns}; encoding {summary.encoding or 'xlsx'}, delimiter {summary.delimiter!r}")
+    if summary.dropped_alternates or summary.timezone_fallbacks:
+        out.print(
+            f"  kept with a warning: {summary.dropped_alternates:,} invalid alternate numbers dropped, "
+            f"{summary.timezone_fallbacks:,} numbers given the campaign's time zone"
+        )
     if summary.rejects_file:
-        out.print(f"  rejected and suppressed rows with reasons: {summary.rejects_file}")
+        out.print(f"  rejected, suppressed and warned rows with reasons: {summary.rejects_file}")
     for warning in summary.warnings:
         out.print(f"  [yellow]warning:[/] {warning}")
     rate = summary.read / summary.seconds if summary.seconds else 0
@@ -124,13 +141,16 @@ def import_(
 @app.command("show")
 def show(
     campaign: Annotated[str, typer.Option("--campaign", help="Campaign whose lists to show")],
+    json_out: Annotated[bool, typer.Option("--json", help="The lists as one JSON array")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """The campaign's lists with their status and import counts."""
+    """The campaign's lists with their status (importing, interrupted, ready, failed) and import counts."""
     from sqlalchemy import select
 
     from dialer.campaigns import get_campaign
+    from dialer.lists.importer import list_state
     from dialer.models import CallList
+    from infra.db import utcnow
 
     settings = settings_or_exit(config)
 
@@ -141,12 +161,32 @@ def show(
             return list(rows.scalars())
 
     lists = run_with_db(settings, work)
-    table = Table("list", "status", "read", "imported", "merged", "rejected", "dnc", "finished (UTC)")
+    wall = utcnow()
+    if json_out:
+        rows = [
+            {
+                "list": item.name, "status": list_state(item, wall), "read": item.rows_read, "imported": item.imported,
+                "merged": item.merged, "rejected": item.rejected, "dnc_suppressed": item.dnc_suppressed,
+                "finished_at": item.import_finished_at.isoformat() if item.import_finished_at else None,
+                "note": item.error,
+            }
+            for item in lists
+        ]  # fmt: skip
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table()
+    table.add_column("list")
+    table.add_column("status", no_wrap=True)
+    for heading in ("read", "imported", "merged", "rejected", "dnc"):
+        table.add_column(heading, justify="right")
+    table.add_column("finished (UTC)")
+    table.add_column("note", overflow="fold")
     for item in lists:
         table.add_row(
             item.name,
-            item.status,
+            list_state(item, wall),
             *(str(v) for v in (item.rows_read, item.imported, item.merged, item.rejected, item.dnc_suppressed)),
             item.import_finished_at.strftime("%Y-%m-%d %H:%M") if item.import_finished_at else "",
+            item.error or "",
         )
     Console(file=sys.stdout).print(table)

@@ -78,22 +78,29 @@ def report_queues(
     since: SinceOption = None,
     until: UntilOption = None,
     queue: Annotated[list[str] | None, typer.Option("--queue", "-q", help="Only this queue (repeatable)")] = None,
-    service_level: Annotated[float, typer.Option(help="Service level threshold T in seconds")] = 20.0,
+    service_level: Annotated[
+        float | None,
+        typer.Option(help="Service level threshold T in seconds for all queues (default: each queue's own)"),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Per queue: offered, answered, abandoned, service level, ASA, AHT, abandon rate, occupancy."""
-    from acd.reports import queue_report
+    from acd.reports import queue_report, service_levels
 
     settings = settings_or_exit(config)
     start, end = _window(since, until, settings.site.timezone)
-    rows = run_with_db(
-        settings, lambda sm: queue_report(sm, start, end, queues=queue or (), service_level_s=service_level)
-    )
+    try:
+        levels: float | dict[str, float] = (
+            service_levels(settings.acd.queues) if service_level is None else service_level
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    rows = run_with_db(settings, lambda sm: queue_report(sm, start, end, queues=queue or (), service_level_s=levels))
     if as_json:
         _emit_json(rows)
         return
     table = Table(title=f"Queues {start:%Y-%m-%d %H:%M} - {end:%Y-%m-%d %H:%M} UTC")
-    for name in ("queue", "offered", "answered", "abandoned", "exited", f"SL {service_level:.0f}s", "ASA", "AHT"):
+    for name in ("queue", "offered", "answered", "abandoned", "exited", "SL (T)", "ASA", "AHT"):
         table.add_column(name, justify="left" if name == "queue" else "right")
     for name in ("abandon rate", "occupancy", "longest wait", "callbacks"):
         table.add_column(name, justify="right")
@@ -104,7 +111,7 @@ def report_queues(
             str(r.answered),
             str(r.abandoned),
             str(r.exited),
-            _pct(r.service_level),
+            f"{_pct(r.service_level)} ({r.service_level_s:g}s)",
             _secs(r.asa_s),
             _secs(r.aht_s),
             _pct(r.abandon_rate),

@@ -1,5 +1,11 @@
 """`dialer simulate`: try pacing settings on a virtual clock before a campaign goes live.
 
+The scenario comes from the flags, from a ``--history`` file of past calls, or (``--campaign
+NAME``) from that campaign's CDRs in the database of ``--config``: answer probability, ring
+and handle times and wrap-up are fitted from its calls, its abandon target and ring timeout are
+its settings, simulated leads come from its lists and callee zones, and the estimators start
+warm from the same rows, per list and per callee hour, as a live runner's would.
+
 Mount in ``dialer/cli.py`` with::
 
     from dialer.commands import simulate as simulate_commands
@@ -17,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dialer.commands.config import ConfigOption, fail, run_with_db, settings_or_exit
 from dialer.simulator import ALGORITHMS, SimulationParams, compare, fit_from_history
 
 app = typer.Typer(
@@ -49,6 +56,35 @@ def _load_history(path: Path) -> list[dict[str, Any]]:
     return data
 
 
+def _campaign_history(name: str, config: Path | None, days: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(history rows, fixed parameters) of a campaign from the database."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from dialer import runner_store as store
+    from dialer.campaigns import campaign_settings, get_campaign
+
+    settings = settings_or_exit(config)
+
+    async def work(sm: async_sessionmaker[AsyncSession]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        async with sm() as session:
+            campaign = await get_campaign(session, name)
+            cs = campaign_settings(campaign)
+        since = datetime.now(UTC) - timedelta(days=days) if days > 0 else None
+        rows = await store.campaign_history(sm, campaign.id, since=since, default_zone=cs.timezone)
+        mix = await store.lead_mix(sm, campaign.id, default_zone=cs.timezone)
+        fixed: dict[str, Any] = {
+            "target_abandon_rate": cs.pacing.target_abandon_rate,
+            "ring_timeout_s": float(cs.pacing.ring_timeout_seconds),
+            "max_lines": cs.pacing.max_lines,
+            "lead_mix": mix,
+        }
+        return rows, fixed
+
+    return run_with_db(settings, work)
+
+
 @app.callback(invoke_without_command=True)
 def simulate(
     agents: Annotated[int, typer.Option(help="Agents logged in.")] = 20,
@@ -69,7 +105,13 @@ def simulate(
         Path | None,
         typer.Option(help="CSV/JSON of past calls (answered, ring_seconds, talk_seconds) to fit the scenario from."),
     ] = None,
+    campaign: Annotated[
+        str | None,
+        typer.Option(help="Fit the scenario from this campaign's calls in the database (see --config)."),
+    ] = None,
+    days: Annotated[int, typer.Option(help="With --campaign: the last DAYS days of calls (0: all).")] = 30,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object keyed by algorithm.")] = False,
+    config: ConfigOption = None,
 ) -> None:
     """Run the scenario for every algorithm and print occupancy, abandon rate, wait and calls per agent-hour."""
     names = [a.strip() for a in algorithms.split(",") if a.strip()]
@@ -82,11 +124,20 @@ def simulate(
         )
     if seeds < 1:
         raise typer.BadParameter("at least one seed is needed", param_hint="--seeds")
+    if history is not None and campaign is not None:
+        raise typer.BadParameter("give --history FILE or --campaign NAME, not both", param_hint="--campaign")
+    history_rows: list[dict[str, Any]] | None = None
     try:
-        if history is not None:
-            params = fit_from_history(
-                _load_history(history), agents=agents, hours=hours, target_abandon_rate=target
-            )
+        if campaign is not None:
+            history_rows, fixed = _campaign_history(campaign, config, days)
+            target = fixed["target_abandon_rate"]
+            try:
+                params = fit_from_history(history_rows, agents=agents, hours=hours, **fixed)
+            except ValueError as exc:
+                fail(f"campaign {campaign!r}: {exc}; let it dial longer, or give the scenario with flags")
+        elif history is not None:
+            history_rows = _load_history(history)
+            params = fit_from_history(history_rows, agents=agents, hours=hours, target_abandon_rate=target)
         else:
             params = SimulationParams(
                 agents=agents, answer_prob=answer_prob, ring_mean_s=ring_mean, talk_mean_s=talk_mean,
@@ -96,7 +147,7 @@ def simulate(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     figures = compare(
-        params, names, seeds=range(seeds), model_options={"power": {"ratio": power_ratio}}
+        params, names, seeds=range(seeds), model_options={"power": {"ratio": power_ratio}}, history=history_rows
     )
     if as_json:
         typer.echo(json.dumps(figures))

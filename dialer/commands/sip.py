@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -267,44 +268,94 @@ async def _call(
     dtmf: str | None,
     from_user: str,
 ) -> int:
+    """Place the call and print its one JSON line; a failure to even place it (the local
+    address cannot be bound, the host does not resolve, no media port) is reported as
+    outcome ``failed`` with a ``detail``, never as a traceback."""
     ua = UserAgent(UAConfig(host=host, port=port, registrar=False, user=from_user))
-    await ua.start()
     started = time.monotonic()
+    c: Call | None = None
     try:
-        c = await ua.call(uri, auth=auth, ring_timeout=ring_timeout, from_user=from_user)
-        outcome = await c.wait_answered()
-        talk = 0.0
-        if outcome.outcome is CallOutcome.ANSWERED and not c.ended:
-            if record is not None and c.media is not None:
-                c.media.record_to(record)
-            hold = duration if duration is not None else (_wav_seconds(play) if play else 5.0)
-            t0 = time.monotonic()
-
-            async def talk_task() -> None:
-                if dtmf:
-                    await c.send_dtmf(dtmf)
-                if play is not None:
-                    await c.play(play)
-                await asyncio.sleep(max(0.0, hold - (time.monotonic() - t0)))
-
-            tt = asyncio.ensure_future(talk_task())
-            ended = asyncio.ensure_future(c.wait_ended())
-            await asyncio.wait({tt, ended}, timeout=hold + 10.0, return_when=asyncio.FIRST_COMPLETED)
-            tt.cancel()
-            ended.cancel()
-            talk = time.monotonic() - t0
+        try:
+            await ua.start()
+        except OSError as exc:
+            return _failed(uri, started, f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        try:
+            c = await ua.call(uri, auth=auth, ring_timeout=ring_timeout, from_user=from_user)
+        except socket.gaierror as exc:
+            target = SipURI.parse(uri).host
+            return _failed(uri, started, f"cannot resolve {target!r}: {exc.strerror or exc}")
+        except Exception as exc:  # the CLI boundary: one JSON line, whatever went wrong
+            return _failed(uri, started, f"cannot place the call: {type(exc).__name__}: {exc}")
+        return await _talk(c, started, play, record, duration, dtmf)
+    except Exception as exc:
+        if c is None:
+            return _failed(uri, started, f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(Exception):
             await c.hangup()
-        else:
-            await c.wait_ended()
         result = c.as_dict()
-        result["talk_seconds"] = round(talk, 3)
+        result["detail"] = f"{type(exc).__name__}: {exc}"
         result["elapsed"] = round(time.monotonic() - started, 3)
-        if c.media is not None:
-            result["media"] = c.media.stats
         _emit(result)
-        return EXIT_CODES.get(c.outcome.outcome if c.outcome else CallOutcome.FAILED, 7)
+        return EXIT_CODES.get(c.outcome.outcome if c.outcome else CallOutcome.FAILED, EXIT_CODES[CallOutcome.FAILED])
     finally:
-        await ua.close()
+        with contextlib.suppress(Exception):
+            await ua.close()
+
+
+def _failed(uri: str, started: float, detail: str) -> int:
+    _emit(
+        {
+            "call_id": None,
+            "direction": "outbound",
+            "remote": uri,
+            "outcome": CallOutcome.FAILED.value,
+            "sip_status": None,
+            "sip_reason": None,
+            "reason_header": None,
+            "detail": detail,
+            "elapsed": round(time.monotonic() - started, 3),
+        }
+    )
+    return EXIT_CODES[CallOutcome.FAILED]
+
+
+async def _talk(
+    c: Call, started: float, play: Path | None, record: Path | None, duration: float | None, dtmf: str | None
+) -> int:
+    outcome = await c.wait_answered()
+    talk = 0.0
+    if outcome.outcome is CallOutcome.ANSWERED and not c.ended:
+        if record is not None and c.media is not None:
+            c.media.record_to(record)
+        hold = duration if duration is not None else (_wav_seconds(play) if play else 5.0)
+        t0 = time.monotonic()
+
+        async def talk_task() -> None:
+            if dtmf:
+                await c.send_dtmf(dtmf)
+            if play is not None:
+                await c.play(play)
+            await asyncio.sleep(max(0.0, hold - (time.monotonic() - t0)))
+
+        tt = asyncio.ensure_future(talk_task())
+        ended = asyncio.ensure_future(c.wait_ended())
+        await asyncio.wait({tt, ended}, timeout=hold + 10.0, return_when=asyncio.FIRST_COMPLETED)
+        tt.cancel()
+        ended.cancel()
+        error = tt.exception() if tt.done() and not tt.cancelled() else None
+        if error is not None:
+            raise error
+        talk = time.monotonic() - t0
+        await c.hangup()
+    else:
+        await c.wait_ended()
+    result = c.as_dict()
+    result["talk_seconds"] = round(talk, 3)
+    result["elapsed"] = round(time.monotonic() - started, 3)
+    if c.media is not None:
+        result["media"] = c.media.stats
+    _emit(result)
+    return EXIT_CODES.get(c.outcome.outcome if c.outcome else CallOutcome.FAILED, EXIT_CODES[CallOutcome.FAILED])
 
 
 def _wav_seconds(path: Path) -> float:

@@ -9,10 +9,22 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ImportSummary", "ListFileError", "default_rejects_path", "import_list", "open_table"]
+__all__ = [
+    "ImportConflictError",
+    "ImportOptionError",
+    "ImportSummary",
+    "ListFileError",
+    "check_list_file",
+    "default_rejects_path",
+    "import_list",
+    "open_table",
+]
 
 _HOMES = {
+    "ImportConflictError": "dialer.lists.importer",
+    "ImportOptionError": "dialer.lists.importer",
     "ImportSummary": "dialer.lists.importer",
+    "check_list_file": "dialer.lists.importer",
     "default_rejects_path": "dialer.lists.importer",
     "import_list": "dialer.lists.importer",
     "ListFileError": "dialer.lists.reader",

@@ -1,24 +1,45 @@
 """Importing a call list into a campaign: streaming, batched, deduplicated, DNC-suppressed.
 
-Transactions. A large import is written in batches (``batch_size`` rows, one short
-transaction each), so an import never holds SQLite's single writer lock for minutes while
-the dialer needs it. Nothing of an unfinished import is ever dialled: its leads are written
-with status ``pending`` and its list with status ``importing``; the final transaction flips
-the leads to ``ready`` and the list to ``ready`` together. If the import fails or is
-interrupted (an exception, Ctrl-C), the importer deletes the pending leads, the contacts it
-created that no lead uses, and the list row it created. If the process is killed outright,
-the pending leads stay invisible to the dialer, and the next import into that campaign
-discards them and marks the list ``failed`` before it starts. Only one import at a time
-per campaign is supported. A dry run does the same work in one transaction and rolls it
-back, so its counts are exact.
+Transactions: committed batches, invisible until the list is marked ready. A large import
+is written in batches (``batch_size`` rows, one short transaction each), so it never holds
+SQLite's single writer lock for longer than one batch. Nothing of an unfinished import is
+visible: its leads are written with status ``pending`` and its list with status
+``importing``; the final transaction flips the leads and the list to ``ready`` together
+(the dialer claims only ``ready`` leads; ``leads export`` and
+:func:`dialer.leads.visible_lead_counts` leave ``pending`` out). An interrupted import is
+discarded and restarted, never resumed:
 
-Files that cannot be read at all (binary, undecodable, empty, no phone column) are refused
-before the database is touched. Rows are read, imported (a new lead), merged (the number is
-already a lead of the campaign or appeared earlier in the file: the contact's missing fields
-are filled in, never doubled), rejected (with the reason, into the rejects file) or
+- failed or interrupted in-process (an exception, Ctrl-C): the importer deletes its pending
+  leads, the contacts it created that no lead uses, and the list row it created;
+- killed outright (SIGKILL, power cut): nothing runs, so the next import into the campaign
+  cleans up the same things, once the dead import's heartbeat is older than
+  :data:`STALE_IMPORT_AFTER`.
+
+One import at a time per campaign. An import owns its list (``import_owner``, host:pid:random)
+and refreshes ``heartbeat_at`` in every batch transaction. A second import into the campaign
+finds the first one's list ``importing``: with a fresh heartbeat it is refused with
+:class:`ImportConflictError` before writing anything; with a stale one it is discarded. The
+check runs under ``pg_advisory_xact_lock`` on PostgreSQL and under SQLite's writer lock, so
+two imports starting together cannot both pass it. Every batch and the final step check
+that the list is still this import's; if another import discarded it meanwhile, the import
+fails loudly instead of marking a half list ready. The list's ``imported`` count is the real
+number of its leads.
+
+A dry run writes nothing and takes no write lock: it looks up existing contacts, leads and
+DNC entries with reads and remembers the numbers seen earlier in the file (one int per
+unique number), so its counts are those of the real import.
+
+Files that cannot be read (binary, undecodable, empty, a header without data rows, no phone
+column) and bad options (``--region`` unknown to phonenumbers) are refused before the
+database is touched. Rows are read, imported (a new lead), merged (the number is already a
+lead of the campaign or appeared earlier in the file: the contact's missing fields are
+filled in, never doubled), rejected (with the reason, into the rejects file) or
 DNC-suppressed (also listed in the rejects file); ``read == imported + merged + rejected +
-dnc_suppressed`` always holds. Rows whose cells are all empty carry nothing and are skipped.
-Importing the same file again changes nothing.
+dnc_suppressed`` always holds. A kept row may carry warnings (an invalid alternate number
+dropped, an impossible set of time zones replaced by the campaign's): they go to the same
+file with a reason starting ``kept:``, and are counted in ``dropped_alternates`` and
+``timezone_fallbacks``, outside the sum. Rows whose cells are all empty carry nothing and
+are skipped. Importing the same file again changes nothing.
 
 Contacts are global, keyed by their primary E.164 number; a lead is a contact in one
 campaign. Speed comes from Core ``INSERT`` statements run with executemany per batch, not
@@ -30,8 +51,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import math
 import multiprocessing
 import os
+import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -42,6 +66,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, cast
 
+import phonenumbers
 import structlog
 from sqlalchemy import (
     BigInteger,
@@ -52,6 +77,7 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    func,
     insert,
     literal,
     select,
@@ -63,12 +89,33 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dialer.campaigns import CampaignError, campaign_settings, get_campaign
 from dialer.dnc import PrefixIndex, exact_dnc_matches, in_values, load_prefix_index
 from dialer.lists.fields import ColumnMapping, parse_map_options, resolve_columns
-from dialer.lists.normalize import ContactRecord, RowError, RowNormalizer, merge_records
+from dialer.lists.normalize import (
+    DEFAULT_WINDOW_SECONDS,
+    DROPPED_ALTERNATE,
+    TIMEZONE_FALLBACK,
+    ContactRecord,
+    RowError,
+    RowNormalizer,
+    merge_records,
+)
 from dialer.lists.reader import ListFileError, TableSource, open_table
-from dialer.models import CallList, CampaignStatus, Contact, Lead, LeadStatus, ListStatus
+from dialer.models import CallList, Campaign, CampaignStatus, Contact, Lead, LeadStatus, ListStatus
+from dialer.windows import TimeRange
 from infra.db import JSONType, UTCDateTime, utcnow
 
-__all__ = ["ImportSummary", "ProgressFn", "default_rejects_path", "import_list"]
+__all__ = [
+    "STALE_IMPORT_AFTER",
+    "ImportConflictError",
+    "ImportOptionError",
+    "ImportSummary",
+    "ProgressFn",
+    "check_list_file",
+    "check_region",
+    "default_rejects_path",
+    "import_list",
+    "is_stale",
+    "list_state",
+]
 
 log = structlog.get_logger()
 
@@ -78,9 +125,24 @@ _CONTACT_FIELDS = (
     "alt_phones", "name", "timezones", "country", "region", "segment", "vip", "external_id", "attributes",
 )  # fmt: skip
 
+# An 'importing' list whose heartbeat is older than this belongs to a dead process: the next
+# import into the campaign discards it. A live import commits a batch every few seconds at
+# most (5,000 rows at >= 1,000 rows/s even on a busy machine), so five minutes never mistakes
+# a slow import for a dead one, and a manager waits at most that long after a crash.
+STALE_IMPORT_AFTER = timedelta(minutes=5)
+# pg_advisory_xact_lock(key1, key2) namespace: ("LIST", campaign id).
+_PG_LOCK_NAMESPACE = 0x4C495354
 
 _CONTACTS: Table = cast(Table, Contact.__table__)
 _LEADS: Table = cast(Table, Lead.__table__)
+
+
+class ImportOptionError(ListFileError):
+    """A bad import option (``--region``), refused before anything is read or written."""
+
+
+class ImportConflictError(CampaignError):
+    """Another import is running into the campaign, or took this import's list over."""
 
 
 @dataclass
@@ -97,6 +159,9 @@ class ImportSummary:
     contacts_created: int = 0
     contacts_updated: int = 0
     alt_numbers_dnc_removed: int = 0
+    # Kept rows that were changed (see dialer.lists.normalize); outside the read = ... sum.
+    dropped_alternates: int = 0
+    timezone_fallbacks: int = 0
     list_id: int | None = None
     rejects_file: str | None = None
     encoding: str | None = None
@@ -130,6 +195,40 @@ def auto_workers(source: TableSource) -> int:
 
 def default_rejects_path(path: Path) -> Path:
     return path.with_name(path.name + ".rejects.csv")
+
+
+def import_owner_id() -> str:
+    """Who runs this import: host, process and a random part (a pid is reused after a reboot)."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def is_stale(call_list: CallList, wall_now: datetime) -> bool:
+    """Is this 'importing' list left by a dead import (no batch for STALE_IMPORT_AFTER)?"""
+    return _last_sign_of_life(call_list) < wall_now - STALE_IMPORT_AFTER
+
+
+def list_state(call_list: CallList, wall_now: datetime) -> str:
+    """The list's status for people: 'importing' lists of dead imports show as 'interrupted'."""
+    if call_list.status == ListStatus.IMPORTING and is_stale(call_list, wall_now):
+        return "interrupted"
+    return str(call_list.status)
+
+
+def _last_sign_of_life(call_list: CallList) -> datetime:
+    beat = call_list.heartbeat_at or call_list.import_started_at or call_list.created_at
+    return beat if beat is not None else datetime.min.replace(tzinfo=UTC)
+
+
+def check_region(region: str | None, what: str = "--region") -> str | None:
+    """``region`` upper-cased if phonenumbers knows it; :class:`ImportOptionError` if not."""
+    if region is None or not region.strip():
+        return None
+    upper = region.strip().upper()
+    if upper not in phonenumbers.SUPPORTED_REGIONS:
+        raise ImportOptionError(
+            f"{what} {region!r}: not a region phonenumbers knows; use an ISO 3166 code such as CN, US or GB"
+        )
+    return upper
 
 
 class _RejectsWriter:
@@ -199,6 +298,49 @@ def _insert(session: AsyncSession) -> Any:
     return postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
 
 
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+Rows = Iterator[tuple[int, list[str]]]
+
+
+def _open_checked(path: Path, explicit: dict[str, str]) -> tuple[TableSource, ColumnMapping, Rows]:
+    """Open the file, map its columns and find its first data row; ListFileError if unusable."""
+    source = open_table(path)
+    try:
+        columns = resolve_columns(path, source.first_row, explicit)
+        rows = source.rows()
+        if not columns.has_header:
+            return source, columns, _prepend((1, list(source.first_row)), rows)
+        for line, cells in rows:
+            if any(c.strip() for c in cells):
+                return source, columns, _prepend((line, cells), rows)
+        raise ListFileError(f"{path} has a header but no data rows; add rows or check the delimiter")
+    except BaseException:
+        source.close()
+        raise
+
+
+def _explicit(path: Path, mapping: Sequence[str]) -> dict[str, str]:
+    try:
+        return parse_map_options(mapping)
+    except ValueError as exc:
+        raise ListFileError(f"{path}: {exc}") from None
+
+
+def check_list_file(path: Path, *, mapping: Sequence[str] = (), region: str | None = None) -> None:
+    """Everything :func:`import_list` checks before touching the database, without a database.
+
+    The CLI runs this before it opens (and perhaps creates and migrates) the database, so a
+    file that cannot be imported leaves nothing behind, not even an empty database file.
+    """
+    path = Path(path)
+    check_region(region)
+    source, _columns, _rows = _open_checked(path, _explicit(path, mapping))
+    source.close()
+
+
 async def import_list(
     sessionmaker: async_sessionmaker[AsyncSession],
     path: Path,
@@ -216,19 +358,19 @@ async def import_list(
 ) -> ImportSummary:
     """Import ``path`` into ``campaign``; see the module docstring for the guarantees.
 
-    Raises :class:`ListFileError` (unreadable file) or :class:`CampaignError` (no such
-    campaign) before writing anything.
+    Raises before writing anything: :class:`ListFileError` (unreadable file, or
+    :class:`ImportOptionError` for a bad option), :class:`CampaignError` (no such campaign),
+    :class:`ImportConflictError` (another import into the campaign is running). Raises
+    :class:`ImportConflictError` after writing, and undoes this run's writes, when another
+    import discarded this one's list meanwhile.
     """
     path = Path(path)
     started = time.perf_counter()
     stamp = now or utcnow()
+    region = check_region(region)
+    explicit = _explicit(path, mapping)
+    source, columns, rows = _open_checked(path, explicit)
     try:
-        explicit = parse_map_options(mapping)
-    except ValueError as exc:
-        raise ListFileError(f"{path}: {exc}") from None
-    source = open_table(path)
-    try:
-        columns = resolve_columns(path, source.first_row, explicit)
         name = list_name or path.stem
         summary = ImportSummary(
             file=str(path),
@@ -243,18 +385,33 @@ async def import_list(
         rejects = _RejectsWriter(rejects_path or default_rejects_path(path), columns.headers)
         if workers is None:
             workers = auto_workers(source)
-        await _run(sessionmaker, source, columns, summary, rejects, region, batch_size, progress, stamp, workers)
+        await _run(sessionmaker, source, rows, columns, summary, rejects, region, batch_size, progress, stamp, workers)
     finally:
         source.close()
     summary.rejects_file = str(rejects.path) if rejects.count else None
+    kept = summary.dropped_alternates + summary.timezone_fallbacks
+    if kept:
+        summary.warnings.append(
+            f"{kept} kept rows were changed ({summary.dropped_alternates} invalid alternate numbers dropped, "
+            f"{summary.timezone_fallbacks} numbers given the campaign's time zone); see {rejects.path}"
+        )
     summary.seconds = time.perf_counter() - started
     log.info("list imported", **{k: v for k, v in summary.as_dict().items() if k not in ("columns", "warnings")})
     return summary
 
 
+def _window_seconds(window: str) -> int:
+    try:
+        rng = TimeRange.parse(window)
+    except ValueError:
+        return DEFAULT_WINDOW_SECONDS
+    return rng.end - rng.start
+
+
 async def _run(
     sessionmaker: async_sessionmaker[AsyncSession],
     source: TableSource,
+    rows: Rows,
     columns: ColumnMapping,
     summary: ImportSummary,
     rejects: _RejectsWriter,
@@ -270,11 +427,22 @@ async def _run(
             raise CampaignError(f"campaign {camp.name!r} is archived; import into an active or paused campaign")
         settings = campaign_settings(camp)
         campaign_id = camp.id
+        if region is None and settings.region:
+            try:
+                region = check_region(settings.region)
+            except ImportOptionError:
+                raise CampaignError(
+                    f"campaign {camp.name!r} has region {settings.region!r}, which phonenumbers does not know; "
+                    f"pass --region with an ISO 3166 code such as CN, US or GB, or fix the campaign's region"
+                ) from None
         deadline_hours = settings.retry.reach_deadline_hours
-        normalizer = RowNormalizer(columns, (region or settings.region or "").upper() or None, settings.timezone)
+        normalizer = RowNormalizer(
+            columns, region, settings.timezone, window_seconds=_window_seconds(settings.window.default)
+        )
         prefixes = await load_prefix_index(session, campaign_id)
         await session.rollback()
 
+    owner = import_owner_id()
     writer = _BatchWriter(
         campaign_id=campaign_id,
         now=now,
@@ -282,21 +450,17 @@ async def _run(
         prefixes=prefixes,
         summary=summary,
         rejects=rejects,
+        dry_run=summary.dry_run,
     )
     session = sessionmaker()
     list_id: int | None = None
     created_list = False
     try:
-        if summary.dry_run:
-            list_id = None
-        else:
-            list_id, created_list = await _begin_list(session, campaign_id, summary, now)
+        if not summary.dry_run:
+            list_id, created_list = await _begin_list(session, campaign_id, summary, now, owner)
         writer.list_id = list_id
         summary.list_id = list_id
 
-        rows = source.rows()
-        if not columns.has_header:
-            rows = _prepend((1, list(source.first_row)), rows)
         async for chunk, results in _normalized_chunks(rows, normalizer, batch_size, workers):
             summary.read += len(chunk)
             batch: list[_Row] = []
@@ -307,22 +471,32 @@ async def _run(
                 else:
                     batch.append(_Row(line, cells, result))
             await writer.write(session, batch)
-            if not summary.dry_run:
+            if summary.dry_run:
+                await session.rollback()  # reads only; ends the read transaction
+            else:
+                assert list_id is not None
+                await _heartbeat(session, list_id, owner, summary)
                 await session.commit()
             if progress is not None:
                 progress(summary.read, source.position(), source.total)
-        if summary.dry_run:
-            await session.rollback()
-        else:
-            await _finish_list(session, list_id, summary, now)
+        if not summary.dry_run:
+            assert list_id is not None
+            await _finish_list(session, list_id, owner, summary, now)
             await session.commit()
         if progress is not None:
             progress(summary.read, source.total, source.total)
     except BaseException as exc:
-        await session.rollback()
         rejects.close(discard=True)
-        if list_id is not None:
-            await _abandon(sessionmaker, list_id, created_list, now, exc)
+        try:
+            await session.rollback()
+            if list_id is not None:
+                await _abandon(sessionmaker, list_id, owner, created_list, now, exc)
+        except Exception as cleanup:  # the original error matters more; the next import cleans up
+            log.error(
+                "could not undo the failed import; the next import into the campaign discards it",
+                list_id=list_id,
+                error=f"{type(cleanup).__name__}: {cleanup}",
+            )
         raise
     finally:
         rejects.close()
@@ -369,6 +543,7 @@ def _worker_normalize(chunk: list[tuple[int, list[str]]]) -> list[tuple[Any, ...
 def tuple_of(r: ContactRecord) -> tuple[Any, ...]:
     return (
         r.phone, r.alt_phones, r.name, r.timezones, r.country, r.region, r.segment, r.vip, r.external_id, r.attributes,
+        r.warnings,
     )  # fmt: skip
 
 
@@ -412,36 +587,88 @@ async def _normalized_chunks(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _prepend(first: tuple[int, list[str]], rest: Any) -> Any:
+def _prepend(first: tuple[int, list[str]], rest: Rows) -> Rows:
     yield first
     yield from rest
 
 
-async def _begin_list(
-    session: AsyncSession, campaign_id: int, summary: ImportSummary, now: datetime
-) -> tuple[int, bool]:
-    """Discard leftovers of killed imports, then create (or reopen) the list as 'importing'."""
-    stale = (
+async def _lock_campaign_imports(session: AsyncSession, campaign_id: int) -> None:
+    """Serialise the begin steps of imports into one campaign, until this transaction ends."""
+    if _dialect(session) == "postgresql":
         await session.execute(
-            select(CallList.id, CallList.name).where(
-                CallList.campaign_id == campaign_id, CallList.status == ListStatus.IMPORTING
+            select(func.pg_advisory_xact_lock(literal(_PG_LOCK_NAMESPACE, Integer()), literal(campaign_id % 2**31)))
+        )
+    else:
+        # SQLite has one writer: a (no-op) write as the first statement takes the writer lock
+        # before the reads below, so a second import waits here and then sees the first's list.
+        await session.execute(update(Campaign).where(Campaign.id == campaign_id).values(updated_at=Campaign.updated_at))
+
+
+def _running_message(campaign: str, running: CallList, wall_now: datetime) -> str:
+    beat = _last_sign_of_life(running)
+    retry_at = beat + STALE_IMPORT_AFTER
+    minutes = max(1, math.ceil((retry_at - wall_now).total_seconds() / 60))
+    started = running.import_started_at or running.created_at
+    return (
+        f"an import into campaign {campaign!r} is running (list {running.name!r}, started "
+        f"{started:%Y-%m-%d %H:%M} UTC, last batch {max(0, int((wall_now - beat).total_seconds()))} s ago, "
+        f"by {running.import_owner or 'an older version'}); wait for it to finish, or if that process is dead, "
+        f"retry after {minutes} minutes"
+    )
+
+
+async def _discard_import(session: AsyncSession, stale: CallList, reason: str) -> None:
+    """Remove what an import that will never finish wrote: its pending leads and new contacts."""
+    leads = await session.execute(
+        delete(Lead)
+        .where(Lead.list_id == stale.id, Lead.status == LeadStatus.PENDING)
+        .execution_options(synchronize_session=False)
+    )
+    contacts = 0
+    if stale.import_started_at is not None:
+        # The import stamped the contacts it created with its start instant.
+        result = await session.execute(
+            delete(Contact)
+            .where(Contact.created_at == stale.import_started_at, ~exists().where(Lead.contact_id == Contact.id))
+            .execution_options(synchronize_session=False)
+        )
+        contacts = _rowcount(result)
+    remaining = (await session.execute(select(func.count()).where(Lead.list_id == stale.id))).scalar_one()
+    await session.execute(
+        update(CallList)
+        .where(CallList.id == stale.id)
+        .values(
+            # A list that had leads from earlier imports keeps them, and stays usable.
+            status=ListStatus.READY if remaining else ListStatus.FAILED,
+            import_owner=None,
+            error=f"{reason}; its {_rowcount(leads)} pending leads and {contacts} new contacts were discarded"[:500],
+        )
+        .execution_options(synchronize_session=False)
+    )
+    log.warning("discarded an interrupted import", list=stale.name, pending_leads=_rowcount(leads), contacts=contacts)
+
+
+async def _begin_list(
+    session: AsyncSession, campaign_id: int, summary: ImportSummary, now: datetime, owner: str
+) -> tuple[int, bool]:
+    """Refuse if another import is running; discard dead ones; create (or reopen) the list as 'importing'."""
+    await _lock_campaign_imports(session, campaign_id)
+    wall = utcnow()
+    unfinished = (
+        (
+            await session.execute(
+                select(CallList).where(CallList.campaign_id == campaign_id, CallList.status == ListStatus.IMPORTING)
             )
         )
-    ).all()
-    for stale_id, stale_name in stale:
-        result = await session.execute(
-            delete(Lead).where(Lead.list_id == stale_id, Lead.status == LeadStatus.PENDING)
-        )
-        await session.execute(
-            update(CallList)
-            .where(CallList.id == stale_id)
-            .values(status=ListStatus.FAILED, error="interrupted import; its pending leads were discarded")
-        )
-        log.warning(
-            "discarded an interrupted import",
-            list=stale_name,
-            pending_leads=getattr(result, "rowcount", None),
-        )
+        .scalars()
+        .all()
+    )
+    for running in unfinished:
+        if not is_stale(running, wall):
+            raise ImportConflictError(_running_message(summary.campaign, running, wall))
+    for stale in unfinished:
+        beat = _last_sign_of_life(stale)
+        await _discard_import(session, stale, f"interrupted import (no progress since {beat:%Y-%m-%d %H:%M} UTC)")
     existing = (
         await session.execute(
             select(CallList).where(CallList.campaign_id == campaign_id, CallList.name == summary.list_name)
@@ -455,39 +682,73 @@ async def _begin_list(
             source_file=summary.file,
             created_at=now,
             import_started_at=now,
+            import_owner=owner,
+            heartbeat_at=wall,
         )
         session.add(call_list)
         await session.flush()
         created = True
     else:
+        await session.refresh(existing)  # _discard_import may have changed it behind the ORM
         call_list = existing
         call_list.status = ListStatus.IMPORTING
         call_list.import_started_at = now
         call_list.source_file = summary.file
         call_list.error = None
+        call_list.import_owner = owner
+        call_list.heartbeat_at = wall
         created = False
     await session.commit()
     return call_list.id, created
 
 
-async def _finish_list(session: AsyncSession, list_id: int | None, summary: ImportSummary, now: datetime) -> None:
-    await session.execute(
+def _lost_message(summary: ImportSummary) -> str:
+    return (
+        f"list {summary.list_name!r} of campaign {summary.campaign!r} was discarded by another import while "
+        "this one ran; nothing of this run is visible; run the import again when no other import is running"
+    )
+
+
+async def _heartbeat(session: AsyncSession, list_id: int, owner: str, summary: ImportSummary) -> None:
+    """In the batch transaction: the list is still ours (else raise), and we are alive."""
+    result = await session.execute(
+        update(CallList)
+        .where(CallList.id == list_id, CallList.status == ListStatus.IMPORTING, CallList.import_owner == owner)
+        .values(heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(result) != 1:
+        raise ImportConflictError(_lost_message(summary))
+
+
+async def _finish_list(session: AsyncSession, list_id: int, owner: str, summary: ImportSummary, now: datetime) -> None:
+    await _heartbeat(session, list_id, owner, summary)  # locks the list row; fails if it is not ours
+    flipped = await session.execute(
         update(Lead)
         .where(Lead.list_id == list_id, Lead.status == LeadStatus.PENDING)
         .values(status=LeadStatus.READY)
         .execution_options(synchronize_session=False)
     )
+    if _rowcount(flipped) != summary.imported:
+        message = (
+            f"this run counted {summary.imported} new leads but the list holds {_rowcount(flipped)}; "
+            "the list's imported count is the real one"
+        )
+        summary.warnings.append(message)
+        log.warning("import count differs from the database", list_id=list_id, detail=message)
+    real = (await session.execute(select(func.count()).where(Lead.list_id == list_id))).scalar_one()
     await session.execute(
         update(CallList)
         .where(CallList.id == list_id)
         .values(
             status=ListStatus.READY,
             rows_read=CallList.rows_read + summary.read,
-            imported=CallList.imported + summary.imported,
+            imported=int(real),
             merged=CallList.merged + summary.merged,
             rejected=CallList.rejected + summary.rejected,
             dnc_suppressed=CallList.dnc_suppressed + summary.dnc_suppressed,
             import_finished_at=now,
+            import_owner=None,
             error=None,
         )
         .execution_options(synchronize_session=False)
@@ -495,11 +756,27 @@ async def _finish_list(session: AsyncSession, list_id: int | None, summary: Impo
 
 
 async def _abandon(
-    sessionmaker: async_sessionmaker[AsyncSession], list_id: int, created: bool, now: datetime, exc: BaseException
+    sessionmaker: async_sessionmaker[AsyncSession],
+    list_id: int,
+    owner: str,
+    created: bool,
+    now: datetime,
+    exc: BaseException,
 ) -> None:
-    """Undo what the failed import wrote; runs in its own transaction."""
+    """Undo what the failed import wrote; runs in its own transaction.
+
+    The list and its pending leads are touched only while the list is still this import's:
+    if another import discarded and reopened it, those pending leads are the other's.
+    """
     async with sessionmaker() as session, session.begin():
-        await session.execute(delete(Lead).where(Lead.list_id == list_id, Lead.status == LeadStatus.PENDING))
+        ours = await session.execute(
+            update(CallList)
+            .where(CallList.id == list_id, CallList.status == ListStatus.IMPORTING, CallList.import_owner == owner)
+            .values(import_owner=None)
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(ours) == 1:
+            await session.execute(delete(Lead).where(Lead.list_id == list_id, Lead.status == LeadStatus.PENDING))
         # Contacts this run created and no lead uses (created_at is this run's stamp).
         await session.execute(
             delete(Contact).where(
@@ -507,14 +784,19 @@ async def _abandon(
                 ~exists().where(Lead.contact_id == Contact.id),
             )
         )
-        if created:
-            await session.execute(delete(CallList).where(CallList.id == list_id))
-        else:
-            await session.execute(
-                update(CallList)
-                .where(CallList.id == list_id)
-                .values(status=ListStatus.READY, error=f"last import failed: {type(exc).__name__}: {exc}"[:500])
-            )
+        if _rowcount(ours) == 1:
+            remaining = (await session.execute(select(func.count()).where(Lead.list_id == list_id))).scalar_one()
+            if created and not remaining:
+                await session.execute(delete(CallList).where(CallList.id == list_id))
+            else:
+                await session.execute(
+                    update(CallList)
+                    .where(CallList.id == list_id)
+                    .values(
+                        status=ListStatus.READY if remaining else ListStatus.FAILED,
+                        error=f"last import failed: {type(exc).__name__}: {exc}"[:500],
+                    )
+                )
     log.warning("import failed and was rolled back", list_id=list_id, error=f"{type(exc).__name__}: {exc}")
 
 
@@ -527,11 +809,16 @@ class _BatchWriter:
     summary: ImportSummary
     rejects: _RejectsWriter
     list_id: int | None = None
+    dry_run: bool = False
+    # Dry run: the numbers of earlier batches (as ints, ~50 bytes each), which a real
+    # import would have written by now and would merge into.
+    seen: set[int] = field(default_factory=set)
 
     async def write(self, session: AsyncSession, rows: list[_Row]) -> None:
         rows = await self._suppress_dnc(session, rows)
         if not rows:
             return
+        self._report_warnings(rows)
         # Within the batch: first occurrence wins, later duplicates merge into it.
         unique: dict[str, ContactRecord] = {}
         duplicates = 0
@@ -544,6 +831,9 @@ class _BatchWriter:
                 unique[record.phone] = merge_records(known, record)
                 duplicates += 1
         self.summary.merged += duplicates
+        if self.dry_run:
+            await self._count(session, unique)
+            return
 
         phones = list(unique)
         existing = await self._existing_contacts(session, phones)
@@ -560,6 +850,41 @@ class _BatchWriter:
         imported = await self._insert_leads(session, phones)
         self.summary.imported += imported
         self.summary.merged += len(phones) - imported
+
+    def _report_warnings(self, rows: list[_Row]) -> None:
+        for row in rows:
+            for kind, message in row.record.warnings:
+                if kind == DROPPED_ALTERNATE:
+                    self.summary.dropped_alternates += 1
+                elif kind == TIMEZONE_FALLBACK:
+                    self.summary.timezone_fallbacks += 1
+                self.rejects.write(row.line, row.cells, f"kept: {message}")
+
+    async def _count(self, session: AsyncSession, unique: dict[str, ContactRecord]) -> None:
+        """Dry run: what :meth:`write` would count, from reads only."""
+        fresh = [p for p in unique if int(p[1:]) not in self.seen]
+        self.summary.merged += len(unique) - len(fresh)  # written by an earlier batch by now
+        self.seen.update(int(p[1:]) for p in fresh)
+        if not fresh:
+            return
+        existing = await self._existing_contacts(session, fresh)
+        leads = self._leads_in_campaign(session, fresh)
+        in_campaign = {phone for (phone,) in await session.execute(leads)}
+        imported = sum(1 for p in fresh if p not in in_campaign)
+        self.summary.imported += imported
+        self.summary.merged += len(fresh) - imported
+        self.summary.contacts_created += len(fresh) - len(existing)
+        self.summary.contacts_updated += sum(
+            1 for phone, (_cid, old) in existing.items() if merge_records(old, unique[phone]) != old
+        )
+
+    def _leads_in_campaign(self, session: AsyncSession, phones: list[str]) -> Any:
+        c = _CONTACTS.c
+        return (
+            select(c.phone)
+            .join(_LEADS, _LEADS.c.contact_id == c.id)
+            .where(_LEADS.c.campaign_id == self.campaign_id, in_values(session, c.phone, phones))
+        )
 
     async def _suppress_dnc(self, session: AsyncSession, rows: list[_Row]) -> list[_Row]:
         numbers = [n for row in rows for n in row.record.numbers]
@@ -688,21 +1013,25 @@ class _BatchWriter:
             .where(leads.c.campaign_id == self.campaign_id, leads.c.contact_id == contacts.id)
             .exists()
         )
-        source = select(
-            literal(self.campaign_id, BigInteger()),
-            contacts.id,
-            literal(self.list_id, BigInteger()),
-            literal(LeadStatus.PENDING.value, String()),
-            case((contacts.vip.is_(True), VIP_PRIORITY), else_=0),
-            literal(0, Integer()),
-            literal([], JSONType),
-            literal(0, Integer()),
-            literal(self.now, UTCDateTime()),
-            literal([], JSONType),
-            literal(self.reach_deadline, UTCDateTime()),
-            literal(self.now, UTCDateTime()),
-            literal(self.now, UTCDateTime()),
-        ).where(in_values(session, contacts.phone, phones), ~already).order_by(contacts.id)  # leads in file order
+        source = (
+            select(
+                literal(self.campaign_id, BigInteger()),
+                contacts.id,
+                literal(self.list_id, BigInteger()),
+                literal(LeadStatus.PENDING.value, String()),
+                case((contacts.vip.is_(True), VIP_PRIORITY), else_=0),
+                literal(0, Integer()),
+                literal([], JSONType),
+                literal(0, Integer()),
+                literal(self.now, UTCDateTime()),
+                literal([], JSONType),
+                literal(self.reach_deadline, UTCDateTime()),
+                literal(self.now, UTCDateTime()),
+                literal(self.now, UTCDateTime()),
+            )
+            .where(in_values(session, contacts.phone, phones), ~already)
+            .order_by(contacts.id)
+        )  # leads in file order
         stmt = insert(leads).from_select(
             [
                 "campaign_id",

@@ -3,9 +3,23 @@
 Numbers become E.164 with phonenumbers, using the default region when a number has no
 +country code. The time zones come from the file when it has a column for them, else from
 phonenumbers' time-zone data: all candidate zones are kept (a +1 number of an unknown area
-has several), and the dialer only calls in the overlap of their windows. This is the hot
-loop of an import, so the number is typed once and the result reused for validity, region
-and time zones instead of calling the public helpers that each type it again.
+has several), and the dialer only calls in the overlap of their windows.
+
+Two cases keep the row but change it, with a warning for the rejects/warnings file
+(:attr:`ContactRecord.warnings`):
+
+- an invalid *alternate* number (phone2..phone4) is dropped; the main number decides
+  whether the row is usable;
+- candidate zones whose calling windows can never overlap (their UTC offsets span more than
+  the campaign's daily window, e.g. +1 800 toll-free numbers, candidates from Guam to Pago
+  Pago) would make the number uncallable forever. A call centre expects such a number to be
+  called on the campaign's own clock, so it gets the campaign's ``timezone``; without one,
+  the row is rejected with the reason and the fix (a timezone column or the campaign's
+  timezone). Zones written in the file are always kept as written.
+
+This is the hot loop of an import, so the number is typed once and the result reused for
+validity, region and time zones instead of calling the public helpers that each type it
+again.
 """
 
 from __future__ import annotations
@@ -13,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,10 +39,24 @@ from phonenumbers import timezone as _pntz
 
 from dialer.lists.fields import ColumnMapping
 
-__all__ = ["ContactRecord", "NumberInfo", "RowError", "RowNormalizer", "merge_records", "normalize_number"]
+__all__ = [
+    "ContactRecord",
+    "NumberInfo",
+    "RowError",
+    "RowNormalizer",
+    "merge_records",
+    "normalize_number",
+    "zone_span_seconds",
+]
 
 MAX_ALT_PHONES = 3
 UNKNOWN_ZONE = "Etc/Unknown"
+# Kinds of ContactRecord.warnings, counted separately in the import summary.
+DROPPED_ALTERNATE = "dropped_alternate"
+TIMEZONE_FALLBACK = "timezone_fallback"
+DEFAULT_WINDOW_SECONDS = 12 * 3600  # 09:00-21:00
+# Offsets are compared in winter and in summer, so daylight saving never hides a gap.
+_OFFSET_INSTANTS = (datetime(2025, 1, 15, 12, tzinfo=UTC), datetime(2025, 7, 15, 12, tzinfo=UTC))
 
 _TRUE = frozenset({"1", "y", "yes", "true", "t", "vip", "是", "是的", "有", "✓", "√", "x", "对"})
 _FALSE = frozenset({"", "0", "n", "no", "false", "f", "否", "不是", "无", "-"})
@@ -68,6 +97,8 @@ class ContactRecord:
     vip: bool = False
     external_id: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    # (kind, message) for what was changed to keep the row; not stored, not merged.
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def numbers(self) -> list[str]:
@@ -115,7 +146,7 @@ def normalize_number(raw: str, region: str | None, what: str = "phone") -> Numbe
         raise RowError(f"{what} {raw!r}: not a phone number ({_parse_reason(exc)})") from None
     ntype, country = _type_and_region(number)
     if ntype == PhoneNumberType.UNKNOWN:
-        raise RowError(f"{what} {raw!r}: not a valid number{_length_hint(number, country or region)}")
+        raise RowError(f"{what} {raw!r}: not a valid number{_length_hint(number, country)}")
     return _info(number, ntype, country)
 
 
@@ -206,9 +237,14 @@ def _parse_reason(exc: NumberParseException) -> str:
     return reasons.get(exc.error_type, str(exc))
 
 
-def _length_hint(number: phonenumbers.PhoneNumber, region: str | None) -> str:
+def _length_hint(number: phonenumbers.PhoneNumber, country: str | None) -> str:
+    """Why the number is invalid, for the country its country code says (not the default region)."""
     reason = phonenumbers.is_possible_number_with_reason(number)
-    where = f" for {region}" if region else ""
+    code = number.country_code or 0
+    if country is None or country == "001":
+        main = phonenumbers.region_code_for_country_code(code)
+        country = main if main not in (None, "ZZ", "001") else None
+    where = f" for {country} (+{code})" if country else (f" for +{code}" if code else "")
     hints = {
         phonenumbers.ValidationResult.TOO_SHORT: f": too short{where}",
         phonenumbers.ValidationResult.TOO_LONG: f": too long{where}",
@@ -250,6 +286,27 @@ def parse_timezones(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+@lru_cache(maxsize=1024)
+def zone_span_seconds(zones: tuple[str, ...]) -> int:
+    """How far apart the zones' UTC offsets are, at most (winter or summer), in seconds.
+
+    A calling window of ``W`` local hours is open somewhere in all of the zones at once
+    only if this span is below ``W``.
+    """
+    spans = []
+    for instant in _OFFSET_INSTANTS:
+        offsets = []
+        for name in zones:
+            try:
+                offset = instant.astimezone(ZoneInfo(name)).utcoffset()
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+            if offset is not None:
+                offsets.append(int(offset.total_seconds()))
+        spans.append(max(offsets) - min(offsets) if offsets else 0)
+    return max(spans)
+
+
 def parse_vip(text: str) -> bool:
     value = text.strip().lower()
     if value in _TRUE:
@@ -262,9 +319,16 @@ def parse_vip(text: str) -> bool:
 class RowNormalizer:
     """Callable turning a row's cells into a :class:`ContactRecord` (or raising :class:`RowError`)."""
 
-    def __init__(self, mapping: ColumnMapping, region: str | None, default_timezone: str | None) -> None:
+    def __init__(
+        self,
+        mapping: ColumnMapping,
+        region: str | None,
+        default_timezone: str | None,
+        window_seconds: int = DEFAULT_WINDOW_SECONDS,
+    ) -> None:
         self.region = region
         self.default_timezone = default_timezone
+        self.window_seconds = window_seconds
         f = mapping.fields
         self._phone = f["phone"]
         self._alts = [(f[name], name) for name in ("phone2", "phone3", "phone4") if name in f]
@@ -287,7 +351,11 @@ class RowNormalizer:
         for index, name in self._alts:
             raw = cell(index)
             if raw:
-                alt = normalize_number(raw, self.region, what=name)
+                try:
+                    alt = normalize_number(raw, self.region, what=name)
+                except RowError as exc:
+                    record.warnings.append((DROPPED_ALTERNATE, f"{exc}; that number was dropped"))
+                    continue
                 if alt.e164 != record.phone and alt.e164 not in record.alt_phones:
                     record.alt_phones.append(alt.e164)
         for index, name in self._simple:
@@ -301,6 +369,8 @@ class RowNormalizer:
             record.timezones = list(parse_timezones(zone_text))
         elif info.timezones:
             record.timezones = info.timezones
+            if len(info.timezones) > 1:
+                self._check_overlap(raw_phone, record)
         elif self.default_timezone:
             record.timezones = [self.default_timezone]
         else:
@@ -313,6 +383,29 @@ class RowNormalizer:
             if value:
                 record.attributes[key] = value
         return record
+
+    def _check_overlap(self, raw_phone: str, record: ContactRecord) -> None:
+        span = zone_span_seconds(tuple(record.timezones))
+        if span < self.window_seconds:
+            return
+        count = len(record.timezones)
+        hours = f"{span / 3600:g}"
+        window = f"{self.window_seconds / 3600:g}"
+        if self.default_timezone is None:
+            raise RowError(
+                f"phone {raw_phone!r}: its {count} candidate time zones span {hours} h, more than the "
+                f"{window} h calling window, so it could never be called; add a timezone column "
+                "or set the campaign's timezone"
+            )
+        record.timezones = [self.default_timezone]
+        record.warnings.append(
+            (
+                TIMEZONE_FALLBACK,
+                f"phone {raw_phone!r}: its {count} candidate time zones span {hours} h (their "
+                f"{window} h windows never overlap); called on the campaign's time zone "
+                f"{self.default_timezone} instead",
+            )
+        )
 
 
 def merge_records(old: ContactRecord, new: ContactRecord) -> ContactRecord:

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from acd import AgentState
+from acd import reports as acd_reports
 from dialer import reports
 from dialer.campaigns import (
     CampaignError,
@@ -475,6 +476,142 @@ async def schedule_callback(body: CallbackRequest, session: AnyUserCsrf, ctx: Ct
     return CallbackOut(lead_id=body.lead_id, due_at_utc=due, timezone=tz, owner=owner)
 
 
+# -- the agent's call controls on the ACD (hang up, ACD callback, recording) ------------------------
+
+
+class AcdCallbackRequest(_In):
+    number: str = Field(pattern=r"^\+?[0-9]{3,20}$", description="the number the ACD dials back")
+    at: datetime = Field(description="when to call; without an offset it is the site's local time")
+    queue: str | None = Field(default=None, max_length=64, description="default: the queue of your last call")
+
+
+class AcdCallbackOut(BaseModel):
+    callback_id: str
+    number: str
+    at_utc: datetime
+    queue: str | None
+
+
+class RecordingStateOut(BaseModel):
+    state: Literal["recording", "paused"]
+
+
+@router.post("/agent/hangup", response_model=Ok, tags=["agent"])
+async def hangup_customer(session: AnyUserCsrf, ctx: Ctx) -> Ok:
+    """Hang up the customer on your call (the phone's ``*0``); wrap-up follows."""
+    agent_id = _own_agent(session)
+    try:
+        await ctx.backend.hangup_customer(agent_id)
+    except BackendError as exc:
+        raise _backend_error(exc) from None
+    return Ok(message="customer hung up")
+
+
+@router.post("/agent/acd-callback", response_model=AcdCallbackOut, tags=["agent"])
+async def acd_callback(body: AcdCallbackRequest, session: AnyUserCsrf, ctx: Ctx) -> AcdCallbackOut:
+    """Have the ACD call a number back at a time, through a queue; it is offered to you first."""
+    agent_id = _own_agent(session)
+    at = body.at if body.at.tzinfo is not None else body.at.replace(tzinfo=ZoneInfo(ctx.settings.site.timezone))
+    try:
+        callback_id = await ctx.backend.acd_callback(agent_id, body.number, at, body.queue)
+    except BackendError as exc:
+        raise _backend_error(exc) from None
+    return AcdCallbackOut(callback_id=callback_id, number=body.number, at_utc=at.astimezone(UTC), queue=body.queue)
+
+
+@router.post("/agent/recording/{action}", response_model=RecordingStateOut, tags=["agent"])
+async def agent_recording(
+    action: Literal["start", "pause", "resume"], session: AnyUserCsrf, ctx: Ctx
+) -> RecordingStateOut:
+    """Record your call now (policy ``on_demand``), or pause and resume its recording."""
+    agent_id = _own_agent(session)
+    try:
+        state = await ctx.backend.agent_recording(agent_id, action)
+    except BackendError as exc:
+        raise _backend_error(exc) from None
+    return RecordingStateOut(state="paused" if state == "paused" else "recording")
+
+
+# -- the agent's preview dialling (campaigns in preview mode) ---------------------------------------
+
+
+class PreviewLeadOut(BaseModel):
+    lead_id: int
+    campaign_id: int
+    campaign: str
+    number: str
+    name: str | None
+    timezones: list[str]
+    attempts: int
+    callback_at: datetime | None
+    reason: str | None = Field(default=None, description="why the lead is due now (its last scheduling)")
+
+
+class PreviewOut(BaseModel):
+    lead: PreviewLeadOut | None = Field(description="null when no preview campaign has a lead due for you")
+
+
+class PreviewLeadRequest(_In):
+    lead_id: int = Field(ge=1)
+
+
+class PreviewDialOut(BaseModel):
+    lead_id: int
+    call_id: str
+
+
+class PreviewSkipOut(BaseModel):
+    lead_id: int
+    next_attempt_at_utc: datetime
+
+
+@router.get("/agent/preview", response_model=PreviewOut, tags=["agent"])
+async def preview_next(session: AnyUser, ctx: Ctx) -> PreviewOut:
+    """The lead to look at before you call it; it is held for you until you dial or skip it."""
+    agent_id = _own_agent(session)
+    try:
+        lead = await ctx.backend.preview_next(agent_id)
+    except BackendError as exc:
+        raise _backend_error(exc) from None
+    if lead is None:
+        return PreviewOut(lead=None)
+    return PreviewOut(
+        lead=PreviewLeadOut(
+            lead_id=lead.lead_id,
+            campaign_id=lead.campaign_id,
+            campaign=lead.campaign,
+            number=lead.number,
+            name=lead.name,
+            timezones=list(lead.timezones),
+            attempts=lead.attempts,
+            callback_at=lead.callback_at,
+            reason=lead.reason,
+        )
+    )
+
+
+@router.post("/agent/preview/dial", response_model=PreviewDialOut, tags=["agent"])
+async def preview_dial(body: PreviewLeadRequest, session: AnyUserCsrf, ctx: Ctx) -> PreviewDialOut:
+    """Call the lead you are previewing; the customer is connected to you when they answer."""
+    agent_id = _own_agent(session)
+    try:
+        call_id = await ctx.backend.preview_dial(agent_id, body.lead_id)
+    except BackendError as exc:
+        raise _backend_error(exc) from None
+    return PreviewDialOut(lead_id=body.lead_id, call_id=call_id)
+
+
+@router.post("/agent/preview/skip", response_model=PreviewSkipOut, tags=["agent"])
+async def preview_skip(body: PreviewLeadRequest, session: AnyUserCsrf, ctx: Ctx) -> PreviewSkipOut:
+    """Do not call the lead you are previewing now; it comes back later and the next preview is another."""
+    agent_id = _own_agent(session)
+    try:
+        at = await ctx.backend.preview_skip(agent_id, body.lead_id)
+    except BackendError as exc:
+        raise _backend_error(exc) from None
+    return PreviewSkipOut(lead_id=body.lead_id, next_attempt_at_utc=at)
+
+
 # -- campaigns ----------------------------------------------------------------------------------
 
 
@@ -697,6 +834,38 @@ async def report_abandon(
             )  # fmt: skip
     except (CampaignError, reports.ReportError) as exc:
         raise _report_error(exc) from None
+
+
+# -- ACD queue reports -------------------------------------------------------------------------
+# acd.reports over the queue_log, as `dialer report queues`: each queue's own service-level
+# threshold from [acd.queues.<id>] unless ``service_level_s`` overrides it.
+
+
+@router.get("/reports/queues", response_model=list[acd_reports.QueueReport], tags=["reports"])
+async def report_queues(
+    _: Manager,
+    ctx: Ctx,
+    since: Annotated[datetime | None, Query(description="start of the window (default: 24 h before until)")] = None,
+    until: Annotated[datetime | None, Query(description="end of the window, exclusive (default: now)")] = None,
+    queue: Annotated[list[str] | None, Query(description="only these queues (repeatable)")] = None,
+    service_level_s: Annotated[float | None, Query(ge=0, description="one threshold T for every queue")] = None,
+) -> list[acd_reports.QueueReport]:
+    """Per queue: offered, answered, abandoned, service level (abandons included), ASA, AHT (talk +
+    hold + wrap-up), abandon rate, occupancy and the longest wait, from the queue log."""
+    zone = ZoneInfo(ctx.settings.site.timezone)
+    end = until or report_now(ctx)
+    end = end if end.tzinfo is not None else end.replace(tzinfo=zone)
+    start = since or end - timedelta(days=1)
+    start = start if start.tzinfo is not None else start.replace(tzinfo=zone)
+    if start >= end:
+        raise HTTPException(422, f"since ({start.isoformat()}) must be before until ({end.isoformat()})")
+    try:
+        levels = acd_reports.service_levels(ctx.settings.acd.queues) if service_level_s is None else service_level_s
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return await acd_reports.queue_report(
+        ctx.sessionmaker, start.astimezone(UTC), end.astimezone(UTC), queues=queue or (), service_level_s=levels
+    )
 
 
 # -- users ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
@@ -67,6 +67,8 @@ __all__ = [
     "HistoryEntry",
     "LocalBackend",
     "NotFound",
+    "PreviewLead",
+    "RecordingCommand",
 ]
 
 log = structlog.get_logger(__name__)
@@ -122,6 +124,25 @@ class CustomerView:
     history: list[HistoryEntry] = field(default_factory=list)
 
 
+RecordingCommand = Literal["start", "pause", "resume"]
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewLead:
+    """The lead an agent looks at before dialling it (preview mode), held for them until they
+    dial or skip it."""
+
+    lead_id: int
+    campaign_id: int
+    campaign: str
+    number: str
+    name: str | None
+    timezones: tuple[str, ...]
+    attempts: int
+    callback_at: datetime | None
+    reason: str | None = None
+
+
 class ConsoleBackend(Protocol):
     """Live operations behind the console. Failures raise :class:`BackendError` subclasses."""
 
@@ -149,6 +170,30 @@ class ConsoleBackend(Protocol):
     async def campaign_pause(self, name: str, *, by: str) -> None: ...
 
     async def campaign_resume(self, name: str, *, by: str) -> None: ...
+
+    # -- the agent's call controls on the ACD ---------------------------------------------------
+
+    async def hangup_customer(self, agent_id: str) -> None:
+        """Hang up the customer on the agent's call (the ACD's ``*0``); wrap-up follows."""
+
+    async def acd_callback(self, agent_id: str, number: str, at: datetime, queue: str | None) -> str:
+        """Have the ACD call ``number`` back at ``at`` (aware) through ``queue`` (default: the
+        agent's last queue), offered to this agent first; returns the callback's id."""
+
+    async def agent_recording(self, agent_id: str, action: RecordingCommand) -> str:
+        """Start (on demand), pause or resume the recording of the agent's call; returns
+        ``"recording"`` or ``"paused"``."""
+
+    # -- preview dialling (campaigns in preview mode) ---------------------------------------------
+
+    async def preview_next(self, agent_id: str) -> PreviewLead | None:
+        """The lead the agent previews next (the one they hold, else the next due one), or None."""
+
+    async def preview_dial(self, agent_id: str, lead_id: int) -> str:
+        """Dial the lead the agent previews; the answer goes to them. Returns the call id."""
+
+    async def preview_skip(self, agent_id: str, lead_id: int) -> datetime:
+        """Do not call the previewed lead now; returns when it is due again (UTC)."""
 
 
 def local_to_utc(at_local: datetime, tz: str) -> datetime:
@@ -344,6 +389,26 @@ class LocalBackend:
         call_id, queue = t.call_id, t.queue or ""
         self._change(agent_id, AgentInput.CALL_ENDED, call_id=call_id)
         self.bus.publish(WrapupStarted(at=now, agent_id=agent_id, call_id=call_id, queue=queue, wrapup_s=self.wrapup_s))
+
+    # -- the agent's call controls (what needs SIP is refused with the way to get it) -------------
+
+    async def hangup_customer(self, agent_id: str) -> None:
+        await self.hang_up(agent_id)
+
+    async def acd_callback(self, agent_id: str, number: str, at: datetime, queue: str | None) -> str:
+        raise Conflict("ACD callbacks are dialled by the live ACD: run `dialer run` with [acd] queues configured")
+
+    async def agent_recording(self, agent_id: str, action: RecordingCommand) -> str:
+        raise Conflict("call recording needs the live ACD and recordings: run `dialer run`")
+
+    async def preview_next(self, agent_id: str) -> PreviewLead | None:
+        raise Conflict("preview dialling needs the campaign runner: run `dialer run`")
+
+    async def preview_dial(self, agent_id: str, lead_id: int) -> str:
+        raise Conflict("preview dialling needs the campaign runner: run `dialer run`")
+
+    async def preview_skip(self, agent_id: str, lead_id: int) -> datetime:
+        raise Conflict("preview dialling needs the campaign runner: run `dialer run`")
 
     async def supervise(self, supervisor: str, agent_id: str, mode: SuperviseMode) -> None:
         t = self._state(agent_id)

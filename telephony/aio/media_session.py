@@ -14,8 +14,8 @@ It implements :class:`telephony.media.leg.MediaLeg`, so ``Bridge(customer.media,
 relays two calls. Received RTP goes through symmetric latching and loss accounting
 (:class:`~telephony.rtp.stream.RtpReceiver`) and telephone-events are reported even while
 bridged; audio is then handed to the bridge if there is one, else to echo and taps. The
-media timeout (no RTP for ``media_timeout`` seconds while we expect to receive) calls
-``on_timeout`` once per :meth:`start`.
+media timeout (no RTP for ``media_timeout`` seconds while media flows both ways, i.e. not
+on hold) calls ``on_timeout`` once per :meth:`start`.
 """
 
 from __future__ import annotations
@@ -194,7 +194,9 @@ class MediaSession:
         now = self._time()
         legacy_hold = params.remote_host in ("0.0.0.0", "::")
         remote = None if legacy_hold else (params.remote_host, params.remote_port)
-        self._receiver.start(now, remote, expect_media=params.receives)
+        # Media is expected only when both sides send: a peer that holds us (we are recvonly)
+        # may send no music on hold at all. The call's dialog probe covers calls on hold.
+        self._receiver.start(now, remote, expect_media=params.direction == "sendrecv")
         self._params = params
         self._pt = params.payload_type
         self._dtmf_pt = params.dtmf_pt if params.dtmf_pt is not None else -1

@@ -24,6 +24,9 @@ __all__ = ["SipTransport"]
 log = structlog.get_logger(__name__)
 
 OnMessage = Callable[[bytes, Destination], None]
+# A stream that cannot be framed any more (RemoteProtocolError with salvaged headers):
+# the owner answers it (400/513) through ``send`` before the connection is closed.
+OnStreamError = Callable[[RemoteProtocolError, Destination], None]
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -53,7 +56,8 @@ class _Tcp(asyncio.Protocol):
         self.peer: Destination | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's TCPTransport does not subclass asyncio.Transport either: cast, don't assert.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Destination("tcp", str(host), int(port))
@@ -65,7 +69,12 @@ class _Tcp(asyncio.Protocol):
             chunks = self.framer.feed(data)
         except RemoteProtocolError as exc:
             log.warning("sip.tcp_framing_error", peer=f"{self.peer.host}:{self.peer.port}", error=exc.message)
-            self.transport.close()
+            if self.owner.on_stream_error is not None:
+                try:
+                    self.owner.on_stream_error(exc, self.peer)
+                except Exception:  # the answer is a courtesy: the connection closes either way
+                    log.exception("sip.tcp_error_answer_failed", peer=f"{self.peer.host}:{self.peer.port}")
+            self.transport.close()  # flushes the answer first (asyncio and uvloop)
             return
         for chunk in chunks:
             if isinstance(chunk, KeepAlivePing):
@@ -81,8 +90,9 @@ class _Tcp(asyncio.Protocol):
 class SipTransport:
     """UDP and TCP listeners on the same host and port."""
 
-    def __init__(self, on_message: OnMessage) -> None:
+    def __init__(self, on_message: OnMessage, on_stream_error: OnStreamError | None = None) -> None:
         self.on_message = on_message
+        self.on_stream_error = on_stream_error
         self._udp: _Udp | None = None
         self._server: asyncio.Server | None = None
         self._tcp: dict[tuple[str, int], _Tcp] = {}

@@ -25,18 +25,18 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
 from telephony.aio.media_session import MediaSession
 from telephony.aio.transport import SipTransport
-from telephony.sdp import Direction, SdpError, SdpNegotiationError, SessionDescription
+from telephony.sdp import Direction, SdpError, SdpNegotiationError, SessionDescription, answer_offer
 from telephony.sip.auth import AuthError, DigestClient, DigestServer, InMemoryCredentials
 from telephony.sip.builders import make_cancel, make_response, new_branch, new_call_id, new_tag
-from telephony.sip.dialog import CallOutcome, Dialog, Outcome, outcome_for_status
+from telephony.sip.dialog import CallOutcome, Dialog, Outcome, outcome_for_status, reason_header
 from telephony.sip.message import Headers, RemoteProtocolError, Request, Response, parse_message, reason_phrase
 from telephony.sip.registrar import ContactSpec, Registrar
 from telephony.sip.registration import RegistrationClient
@@ -120,6 +120,10 @@ class UAConfig:
     registrar: bool = True
     ring_timeout: float = 25.0
     media_timeout: float = 30.0
+    # While media is not expected (on hold, either way) the RTP timeout cannot notice a
+    # dead dialog, e.g. one whose BYE was lost: an in-dialog OPTIONS is sent this often,
+    # and a 481 or no answer at all (Timer F, 32 s on UDP) ends the call. 0 disables it.
+    dialog_probe_interval: float = 30.0
     media_ports: tuple[int, int] = (10000, 20000)
     outbound_proxy: Destination | None = None
     auth_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
@@ -153,7 +157,7 @@ class Call:
         self.ringing_at: float | None = None
         self.answered_at: float | None = None
         self.ended_at: float | None = None
-        self.ended_by: str | None = None  # local | remote | media_timeout | ack_timeout | shutdown
+        self.ended_by: str | None = None  # local | remote | media_timeout | ack_timeout | dialog_lost | shutdown
         self.on_dtmf: Callable[[str], None] | None = None
         self._dtmf_q: asyncio.Queue[str] | None = None
         self._answered = asyncio.get_running_loop().create_future()
@@ -171,6 +175,8 @@ class Call:
         self._ring_timer: asyncio.TimerHandle | None = None
         self._cancel_guard: asyncio.TimerHandle | None = None
         self._ack: Request | None = None
+        self._probe_timer: asyncio.TimerHandle | None = None
+        self._probe_tx: ClientTransaction | None = None
         # UAS
         self._server_tx: ServerTransaction | None = None
         self._local_tag = new_tag()
@@ -268,13 +274,19 @@ class Call:
         self.ua._dialogs[self.dialog.id] = self
         self.ua._respond(self._server_tx, resp)
         self._mark_answered(Outcome(CallOutcome.ANSWERED, 200, "OK"))
+        self._update_probe()
 
-    async def reject(self, status: int = 486, reason: str | None = None) -> None:
+    async def reject(
+        self, status: int = 486, reason: str | None = None, *, headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        """Answer an inbound call with a final failure, e.g. ``reject(486, headers=[("Reason",
+        'Q.850;cause=17;text="User busy"')])``; ``headers`` are added to the response."""
         if self._server_tx is None or self.state not in (CallState.DIALING, CallState.RINGING):
             return
         assert self.headers is not None
-        self.ua._respond(self._server_tx, make_response(self.headers, status, reason, to_tag=self._local_tag))
-        await self._finish(outcome_for_status(Response(status, reason)), "local")
+        resp = make_response(self.headers, status, reason, to_tag=self._local_tag, extra=headers)
+        self.ua._respond(self._server_tx, resp)
+        await self._finish(outcome_for_status(resp), "local")
 
     async def cancel(self) -> None:
         """Cancel a ringing outbound call (§9.1). A 200 that crosses our CANCEL is ACKed and hung up."""
@@ -293,8 +305,12 @@ class Call:
         else:
             await self.reject(480, "Temporarily Unavailable")
 
-    async def hold(self) -> None:
-        await self._reinvite("sendonly")
+    async def hold(self, direction: Literal["sendonly", "inactive"] = "sendonly") -> None:
+        """Put the call on hold with a re-INVITE (RFC 3264 §8.4): ``sendonly`` (we may still
+        play music on hold) or ``inactive`` (no media either way)."""
+        if direction not in ("sendonly", "inactive"):
+            raise ValueError(f"hold direction must be 'sendonly' or 'inactive', not {direction!r}")
+        await self._reinvite(direction)
 
     async def unhold(self) -> None:
         await self._reinvite("sendrecv")
@@ -313,6 +329,46 @@ class Call:
             raise RuntimeError(f"call {self.id} has no established dialog to re-INVITE")
         offer = self.media.offer(_session_id(), direction=direction)
         self.ua._send_in_dialog(self, "INVITE", body=offer.to_bytes(), content_type=SDP)
+
+    @property
+    def media_expected(self) -> bool:
+        """Whether RTP should be flowing both ways: false on hold (either side's) or before media starts."""
+        params = self.media.params if self.media is not None else None
+        return params is not None and params.direction == "sendrecv"
+
+    def _update_probe(self) -> None:
+        """After each offer/answer: probe the dialog while media is not expected (on hold)."""
+        interval = self.ua.config.dialog_probe_interval
+        if self.ended or self.state is not CallState.ANSWERED or interval <= 0 or self.media_expected:
+            if self._probe_timer is not None:
+                self._probe_timer.cancel()
+                self._probe_timer = None
+            return
+        if self._probe_timer is None:
+            self._probe_timer = asyncio.get_running_loop().call_later(interval, self._probe)
+
+    def _probe(self) -> None:
+        self._probe_timer = None
+        if self.ended or self.dialog is None or self.media_expected:
+            return
+        tx = self._probe_tx
+        pending = tx is not None and not tx.terminated and (tx.last_response is None or tx.last_response.status < 200)
+        if not pending:  # one probe at a time: a slow peer gets until Timer F
+            self._probe_tx = self.ua._send_in_dialog(self, "OPTIONS")
+        self._update_probe()
+
+    def _dialog_lost(self, why: str, *, send_bye: bool) -> None:
+        """The far end no longer knows the dialog (481) or stopped answering (Timer F): end
+        the call, since with media on hold nothing else would (RFC 5057 §5.1)."""
+        if self.ended:
+            return
+        self.log.warning("call.dialog_lost", why=why)
+        base = self.outcome or Outcome(CallOutcome.ANSWERED, 200, "OK")
+        self.outcome = replace(base, detail=f"dialog lost: {why}")
+        if send_bye:  # the peer may only be unreachable for now: tell it when it comes back
+            self.ua._spawn(self._hangup_as("dialog_lost", 'SIP;cause=408;text="dialog lost"'))
+        else:  # 481: the far end has no dialog to end
+            self.ua._spawn(self._finish(self.outcome, "dialog_lost"))
 
     def _attach_media(self, media: MediaSession) -> None:
         self.media = media
@@ -376,7 +432,7 @@ class Call:
             self.outcome = Outcome(CallOutcome.FAILED, None, None, detail="ended without a final response")
         if not self._answered.done():
             self._answered.set_result(self.outcome)
-        for handle in (self._ring_timer, self._cancel_guard):
+        for handle in (self._ring_timer, self._cancel_guard, self._probe_timer):
             if handle is not None:
                 handle.cancel()
         if self.dialog is not None:
@@ -425,7 +481,7 @@ class UserAgent:
     def __init__(self, config: UAConfig | None = None) -> None:
         self.config = config or UAConfig()
         self._layer = TransactionLayer()
-        self._transport = SipTransport(self._on_datagram)
+        self._transport = SipTransport(self._on_datagram, self._malformed)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._calls: dict[str, Call] = {}  # by Call-ID
@@ -691,11 +747,11 @@ class UserAgent:
         body: bytes = b"",
         content_type: str | None = None,
         extra: list[tuple[str, str]] | None = None,
-    ) -> None:
+    ) -> ClientTransaction | None:
         assert call.dialog is not None
         dest = self._dialog_destination(call)
         req = call.dialog.create_request(method, self._via(dest), body=body, content_type=content_type, extra=extra)
-        self._send_request(req, dest, owner=call)
+        return self._send_request(req, dest, owner=call)
 
     def _dialog_destination(self, call: Call) -> Destination:
         # Symmetric signalling (RFC 3581 spirit): keep talking to where the peer talks from.
@@ -776,6 +832,9 @@ class UserAgent:
         # without a Via or a Call-ID nothing could match it, so it is not worth sending.
         if not exc.is_request or exc.headers is None or not ("via" in exc.headers or "call-id" in exc.headers):
             return
+        if exc.status_hint == 513 and not all(h in exc.headers for h in ("via", "from", "to", "call-id", "cseq")):
+            # Only the head of an oversize message was read: answer only when it was whole.
+            return
         try:
             resp = make_response(exc.headers, exc.status_hint, _reason_for(exc))
             self._transport.send(resp.to_bytes(), source)
@@ -825,14 +884,16 @@ class UserAgent:
             self._spawn(owner._finish(Outcome(CallOutcome.FAILED, 408, "Request Timeout", detail=detail), "local"))
         elif isinstance(owner, Call) and tx.request.method == "BYE":
             owner.log.info("call.bye_timeout")
+        elif isinstance(owner, Call) and tx is owner._probe_tx:
+            owner._dialog_lost(f"no response to in-dialog OPTIONS (Timer {ev.timer})", send_bye=True)
 
     # UAC responses --------------------------------------------------------------------
     def _on_response(self, call: Call, tx: ClientTransaction, resp: Response) -> None:
         method = tx.request.method
         if method != "INVITE":
-            if method == "BYE" or resp.status < 200:
-                return
-            return  # responses to our re-INVITE/INFO need no further action here
+            if method == "OPTIONS" and resp.status == 481 and tx is call._probe_tx:
+                call._dialog_lost(f"{resp.status} {resp.reason} to in-dialog OPTIONS", send_bye=False)
+            return  # responses to BYE/INFO need no further action here
         if tx is not call._invite_tx:
             if 200 <= resp.status < 300 and call.dialog is not None:  # re-INVITE answered
                 ack = call.dialog.create_request("ACK", self._via(self._dialog_destination(call)), cseq=resp.cseq.seq)
@@ -840,6 +901,7 @@ class UserAgent:
                 if call.media is not None and resp.body:
                     with contextlib.suppress(SdpError, SdpNegotiationError):
                         call.media.start(call.media.accept(SessionDescription.parse(resp.body.decode())))
+                call._update_probe()
             return
         code = resp.status
         if code < 200:
@@ -862,7 +924,7 @@ class UserAgent:
             return
         outcome = outcome_for_status(resp)
         if code == 487 and call._cancel_as is not None:
-            outcome = Outcome(call._cancel_as, code, resp.reason, resp.headers.get("reason"))
+            outcome = Outcome(call._cancel_as, code, resp.reason, reason_header(resp.headers))
         self._spawn(call._finish(outcome, "remote" if code != 487 else "local"))
 
     def _on_invite_2xx(self, call: Call, resp: Response) -> None:
@@ -884,6 +946,7 @@ class UserAgent:
             except (SdpError, SdpNegotiationError) as exc:
                 call.log.warning("call.bad_answer_sdp", error=str(exc))
         call._mark_answered(Outcome(CallOutcome.ANSWERED, resp.status, resp.reason))
+        call._update_probe()
         if call._cancel_as is not None:
             # The 200/487 race (§9.1, §15): the answer crossed our CANCEL. ACK, then BYE.
             call.outcome = Outcome(CallOutcome.ANSWERED, resp.status, resp.reason, detail="answered while cancelling")
@@ -927,7 +990,10 @@ class UserAgent:
         elif method == "CANCEL":
             self._on_cancel(req, tx)
         elif method == "OPTIONS":
-            self._respond(tx, make_response(req.headers, 200, extra=[("Allow", ALLOW), ("Accept", SDP)]))
+            if req.to.tag and self._find_dialog(req) is None:  # an in-dialog probe of a dialog we do not have
+                self._respond(tx, make_response(req.headers, 481))
+            else:
+                self._respond(tx, make_response(req.headers, 200, extra=[("Allow", ALLOW), ("Accept", SDP)]))
         elif method == "REGISTER":
             self._on_register(req, tx)
         elif method == "INFO":
@@ -978,6 +1044,15 @@ class UserAgent:
             except SdpError as exc:
                 self._respond(tx, make_response(req.headers, 400, f"Bad Request (SDP: {exc})"[:120], to_tag=new_tag()))
                 return
+            try:  # an offer we can never answer is refused before the application sees the call
+                answer_offer(call._offer, host=self.advertised_host, port=9, session_id=0)
+            except SdpError as exc:  # SdpNegotiationError: 488 (RFC 3264 §6, RFC 3261 §13.3.1.3)
+                text = " ".join(str(exc).split())[:100].replace('"', "'")
+                warning = f'305 {self.advertised_host} "{text}"'  # 305 Incompatible media format (§20.43)
+                resp = make_response(req.headers, exc.status_hint, to_tag=new_tag(), extra=[("Warning", warning)])
+                self._respond(tx, resp)
+                log.info("call.rejected_offer", call_id=req.call_id, status=exc.status_hint, error=str(exc))
+                return
         self._calls[call.id] = call
         call.log.info("call.incoming", remote=call.remote, uri=str(req.uri))
         if self.on_incoming is not None:
@@ -1004,6 +1079,7 @@ class UserAgent:
             self._respond(tx, make_response(req.headers, 400, f"Bad Request (SDP: {exc})"[:120]))
             return
         call.log.info("call.reinvite", direction=call.media.params.direction if call.media.params else None)
+        call._update_probe()
         extra = [("Contact", call.dialog.local_contact or self.contact_header())]
         self._respond(tx, make_response(req.headers, 200, extra=extra, body=answer.to_bytes(), content_type=SDP))
 
@@ -1012,6 +1088,7 @@ class UserAgent:
         if call is not None and req.body and call.media is not None and call._offer is None:
             with contextlib.suppress(SdpError, SdpNegotiationError):
                 call.media.start(call.media.accept(SessionDescription.parse(req.body.decode("utf-8", "replace"))))
+            call._update_probe()
 
     def _on_bye(self, req: Request, tx: ServerTransaction) -> None:
         call = self._find_dialog(req)
@@ -1032,7 +1109,7 @@ class UserAgent:
             self._respond(inv_tx, make_response(call.headers, 487, to_tag=call._local_tag))
             self._spawn(
                 call._finish(
-                    Outcome(CallOutcome.CANCELLED, 487, "Request Terminated", req.headers.get("reason")), "remote"
+                    Outcome(CallOutcome.CANCELLED, 487, "Request Terminated", reason_header(req.headers)), "remote"
                 )
             )
 

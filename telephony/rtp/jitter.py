@@ -5,6 +5,28 @@ sequence number with wrap-around arithmetic (RFC 3550 A.1). It holds at most ``d
 packets while waiting for a missing one; when it is full the hole is declared lost and
 playout skips ahead. A jump of more than ``max_jump`` either way is taken as a restarted
 source (a new SSRC or a re-INVITE) and resynchronises instead of discarding everything.
+
+Where reordering happens in the live receive path (so this class is deliberately *not*
+in it): received RTP enters ``MediaSession._on_datagram`` (telephony/aio/media_session.py),
+which accounts for it (``RtpReceiver``) and reports RFC 4733 events, then hands it on,
+unreordered, to exactly one of:
+
+- a :class:`~telephony.media.bridge.Bridge` (a packet relay; the far phone's own jitter
+  buffer reorders, and holding packets here would only add delay);
+- a :class:`~telephony.media.conference.Conference` (listen/whisper/barge), whose
+  per-participant buffer ``_Party.put`` writes each payload at its RTP timestamp, so a
+  reordered packet lands in its place and a lost one stays silence;
+- echo (a relay again, with the timestamps kept) and every
+  :class:`~telephony.media.tap.Tap` -- recording (``record_to``, recordings/), answering
+  machine detection and supervision -- which also places each payload at its RTP
+  timestamp and emits PCM only ``delay`` behind arrival (200 ms by default, 60 ms for
+  AMD in dialer/runner.py), so packets reordered within that window come out in sender
+  order (tests/unit/test_telephony_reorder.py).
+
+DTMF needs no reordering: ``DtmfReceiver`` keys events on their RTP timestamp. Both
+timestamp-indexed buffers also absorb duplicates, which a sequence-number buffer in front
+of them would only delay. This buffer remains for a consumer that needs whole packets in
+sequence order (e.g. a per-packet decoder feeding a codec with state).
 """
 
 from __future__ import annotations

@@ -14,11 +14,12 @@ from enum import StrEnum
 from telephony.sip.message import Headers, RemoteProtocolError, Request, Response
 from telephony.sip.uri import Address, SipURI
 
-__all__ = ["CallOutcome", "Dialog", "Outcome", "outcome_for_status"]
+__all__ = ["CallOutcome", "Dialog", "Outcome", "outcome_for_status", "reason_header"]
 
 
 class CallOutcome(StrEnum):
-    """Typed outcome of a call attempt: every final response maps to exactly one."""
+    """Typed outcome of a call attempt: every final response maps to exactly one (see
+    :func:`outcome_for_status` for the table)."""
 
     ANSWERED = "answered"
     BUSY = "busy"
@@ -53,20 +54,43 @@ class Outcome:
 _STATUS_OUTCOME: dict[int, CallOutcome] = {
     486: CallOutcome.BUSY, 600: CallOutcome.BUSY,
     404: CallOutcome.NOT_FOUND, 604: CallOutcome.NOT_FOUND, 484: CallOutcome.NOT_FOUND, 410: CallOutcome.NOT_FOUND,
-    480: CallOutcome.UNAVAILABLE, 503: CallOutcome.UNAVAILABLE, 408: CallOutcome.NO_ANSWER,
+    480: CallOutcome.UNAVAILABLE, 503: CallOutcome.UNAVAILABLE, 408: CallOutcome.UNAVAILABLE,
+    502: CallOutcome.UNAVAILABLE, 504: CallOutcome.UNAVAILABLE,
     403: CallOutcome.REJECTED, 603: CallOutcome.REJECTED, 607: CallOutcome.REJECTED, 488: CallOutcome.REJECTED,
     606: CallOutcome.REJECTED, 487: CallOutcome.CANCELLED,
 }  # fmt: skip
 
 
+def reason_header(headers: Headers) -> str | None:
+    """Every Reason value of a message, in order, joined with ", " (RFC 3326 allows one per
+    protocol, e.g. ``SIP;cause=486`` and ``Q.850;cause=17;text="User busy"``); None if absent."""
+    values = headers.get_all("reason")
+    return ", ".join(values) if values else None
+
+
 def outcome_for_status(resp: Response) -> Outcome:
-    """Map a final response to an :class:`Outcome` (2xx is answered; classes by §21)."""
+    """Map a final response to an :class:`Outcome`, keeping the status, phrase and every Reason.
+
+    ========================================  ===============
+    2xx                                       ``answered``
+    486 Busy Here, 600 Busy Everywhere        ``busy``
+    403, 488, 603 Decline, 606, 607           ``rejected``
+    480, 502, 503, 504, 408 Request Timeout   ``unavailable``
+    404, 410, 484, 604                        ``not_found``
+    487 Request Terminated                    ``cancelled``
+    anything else (401/407 we could not       ``failed``
+    answer, 5xx errors, ...)
+    ========================================  ===============
+
+    ``no_answer`` never comes from a response: it means OUR ring timeout fired and we
+    sent CANCEL (the UA turns the resulting 487 into ``no_answer``). A 408 from the far
+    end means a proxy or carrier could not reach the callee in time (its own timer, an
+    unreachable phone), which is why it is ``unavailable``, like 480; our own Timer B
+    (no response at all) is ``failed`` with status 408 and a ``detail`` saying so.
+    """
     code = resp.status
-    if 200 <= code < 300:
-        kind = CallOutcome.ANSWERED
-    else:
-        kind = _STATUS_OUTCOME.get(code) or (CallOutcome.UNAVAILABLE if code in (502, 504) else CallOutcome.FAILED)
-    return Outcome(kind, code, resp.reason, resp.headers.get("reason"))
+    kind = CallOutcome.ANSWERED if 200 <= code < 300 else _STATUS_OUTCOME.get(code, CallOutcome.FAILED)
+    return Outcome(kind, code, resp.reason, reason_header(resp.headers))
 
 
 @dataclass

@@ -2,15 +2,17 @@
 
 Also recognises the RFC 5626 §3.5.1 CRLF keep-alive ("\\r\\n\\r\\n" ping, "\\r\\n" pong)
 that softphones send on idle connections. A header section or body over the size
-limit is a :class:`RemoteProtocolError`: the connection cannot be resynchronised and
-must be closed after answering.
+limit, or a Content-Length that is not a number, is a :class:`RemoteProtocolError`
+carrying the Via, From, To, Call-ID and CSeq salvaged from the head: the connection
+cannot be resynchronised and must be closed after answering (513 or 400). ``feed``
+raises nothing else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from telephony.sip.message import MAX_MESSAGE_SIZE, RemoteProtocolError
+from telephony.sip.message import MAX_MESSAGE_SIZE, RemoteProtocolError, salvage_head
 
 __all__ = ["KeepAlivePing", "StreamFramer"]
 
@@ -42,7 +44,7 @@ class StreamFramer:
             end = self._buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._buf) > self._max:
-                    raise RemoteProtocolError(f"header section over {self._max} bytes", status_hint=513)
+                    raise self._error(f"header section over {self._max} bytes", 513)
                 return out
             head = bytes(self._buf[:end])
             length = 0
@@ -51,15 +53,17 @@ class StreamFramer:
                 if sep and name.strip().lower() in (b"content-length", b"l"):
                     v = value.strip()
                     if not v.isdigit():
-                        raise RemoteProtocolError(f"Content-Length {v[:20]!r} is not a number")
+                        raise self._error(f"Content-Length {v[:20].decode('ascii', 'replace')!r} is not a number", 400)
                     length = int(v)
                     break
             total = end + 4 + length
             if total > self._max:
-                raise RemoteProtocolError(
-                    f"message of {total} bytes exceeds the {self._max}-byte limit", status_hint=513
-                )
+                raise self._error(f"message of {total} bytes exceeds the {self._max}-byte limit", 513)
             if len(self._buf) < total:
                 return out
             out.append(bytes(self._buf[:total]))
             del self._buf[:total]
+
+    def _error(self, message: str, status: int) -> RemoteProtocolError:
+        headers, is_request = salvage_head(bytes(self._buf[: self._max]), self._max)
+        return RemoteProtocolError(message, status_hint=status, headers=headers, is_request=is_request)

@@ -31,6 +31,7 @@ __all__ = [
     "Response",
     "parse_message",
     "reason_phrase",
+    "salvage_head",
 ]
 
 MAX_MESSAGE_SIZE: Final = 65535
@@ -345,6 +346,33 @@ class Response(Message):
         return f"<Response {self.status} {self.reason}>"
 
 
+def salvage_head(data: bytes, limit: int = MAX_MESSAGE_SIZE) -> tuple[Headers, bool]:
+    """Via, From, To, Call-ID and CSeq read from the first ``limit`` bytes of a message
+    that cannot be parsed as a whole (too large, or cut off on a stream), so that a
+    513 or 400 can still be sent to where it came from (§21.5.14). Returns the headers
+    and whether the message looks like a request. A header line that may have been cut
+    by ``limit`` is not trusted. Never raises.
+    """
+    window = data[:limit]
+    end = window.find(b"\r\n\r\n")
+    complete = end >= 0
+    if complete:
+        window = window[:end]
+    text = window.decode("utf-8", "replace")
+    raw_lines = text.split("\n")
+    if not complete and len(raw_lines) > 1:
+        raw_lines = raw_lines[:-1]  # possibly cut in the middle
+    is_request = not raw_lines[0].lstrip().startswith("SIP/")
+    lines: list[str] = []
+    for raw in raw_lines[1:]:
+        line = raw.rstrip("\r")
+        if line[:1] in (" ", "\t") and lines:
+            lines[-1] += " " + line.strip()
+        elif line:
+            lines.append(line)
+    return _salvage(lines), is_request
+
+
 def _salvage(lines: list[str]) -> Headers:
     h = Headers()
     for line in lines:
@@ -374,8 +402,12 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
 
 def _parse(data: bytes, stream: bool) -> Request | Response:
     if len(data) > MAX_MESSAGE_SIZE:
+        headers, is_request = salvage_head(data)
         raise RemoteProtocolError(
-            f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_SIZE}-byte limit", status_hint=513
+            f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_SIZE}-byte limit",
+            status_hint=513,
+            headers=headers,
+            is_request=is_request,
         )
     sep = data.find(b"\r\n\r\n")
     if sep >= 0:
@@ -447,6 +479,8 @@ def _parse_request(start: str, headers: Headers, body: bytes, stream: bool) -> R
     for key in _REQUIRED_REQUEST_HEADERS:
         if key not in headers:
             raise RemoteProtocolError(f"missing {_display(key)} header", headers=headers)
+    if not headers.get("call-id"):
+        raise RemoteProtocolError("empty Call-ID header", headers=headers)
     try:
         uri = SipURI.parse(uri_text)
     except SipSyntaxError as exc:
@@ -482,7 +516,7 @@ def _parse_response(start: str, headers: Headers, body: bytes, stream: bool) -> 
     if not 100 <= status <= 699:
         raise RemoteProtocolError(f"status {status} is outside 100-699", is_request=False)
     for key in ("via", "from", "to", "call-id", "cseq"):
-        if key not in headers:
+        if not headers.get(key):
             raise RemoteProtocolError(f"response without {_display(key)}", is_request=False)
     resp = Response(status, parts[2] if len(parts) > 2 else "", headers, _body_for(headers, body, stream, False))
     try:

@@ -70,7 +70,8 @@ CARRIER_RESULT = {
     Behaviour.ANSWER_MACHINE: {"machine"},
     Behaviour.ANSWER_HUMAN: {"completed", "abandoned"},
 }
-ROTATING = {"no_answer", "machine", "abandoned", "rejected"}
+# Every unreached outcome moves the next attempt to an untried day-part (busy and failed included).
+ROTATING = {"no_answer", "busy", "machine", "abandoned", "failed", "rejected", "unavailable"}
 TIMERS = RunnerTimers(safety_tick_s=0.5, decide_tick_s=0.25, status_poll_s=0.3, stats_every_s=0.5, drain_s=30.0)
 
 

@@ -127,7 +127,7 @@ class World:
         """Short stand-ins for the long shipped prompts, so tests stay quick."""
         folder = self.tmp_path / "prompts"
         folder.mkdir(exist_ok=True)
-        for name in ("callback_confirm", "voicemail_intro", "goodbye", "closed"):
+        for name in ("callback_confirm", "voicemail_intro", "goodbye", "closed", "survey_question", "survey_thanks"):
             write_wav(folder / f"{name}.wav", tone(700, 0.3, 0.2))
         return folder
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import wave
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -89,10 +89,15 @@ async def test_agent_dtmf_codes(tmp_path: Path) -> None:
         await leg.send_dtmf("*0")
         await asyncio.wait_for(caller.wait_ended(), 5)
         assert caller.ended_by == "remote" and not leg.ended
-        await leg.send_dtmf("*62612011030#")
+        # Tomorrow 10:30 (the parser's zone is UTC here): a callback already due would dial at once.
+        later = (datetime.now(UTC) + timedelta(days=1)).replace(hour=10, minute=30, second=0, microsecond=0)
+        await leg.send_dtmf(f"*6{later:%y%m%d%H%M}#")
         await until(lambda: len(w.service._callbacks) == 1, what="callback scheduled")
-        await leg.send_dtmf("*7")
-        await until(lambda: bool(w.of(AgentCodeRejected)), what="invalid code refused")
+        await leg.send_dtmf("*62001011030#")  # 1 Jan 2020: in the past, refused rather than dialled at once
+        await until(lambda: bool(w.of(AgentCodeRejected)), what="past callback refused")
+        assert "in the past" in w.of(AgentCodeRejected)[0].why and len(w.service._callbacks) == 1
+        await leg.send_dtmf("*4")
+        await until(lambda: len(w.of(AgentCodeRejected)) == 2, what="invalid code refused")
         await leg.send_dtmf("*9")
         await asyncio.wait_for(leg.wait_ended(), 5)
         await until(lambda: w.state("n") == "logged_out")
@@ -109,7 +114,7 @@ async def test_agent_dtmf_codes(tmp_path: Path) -> None:
         async with w.sessionmaker() as session:
             cb = (await session.execute(select(CallbackRow))).scalars().one()
         assert cb.state == "scheduled" and cb.owner_agent == "n" and cb.number == "6002"
-        assert cb.scheduled_for is not None and cb.scheduled_for.replace(tzinfo=None) == datetime(2026, 12, 1, 10, 30)
+        assert cb.scheduled_for is not None and cb.scheduled_for.replace(tzinfo=None) == later.replace(tzinfo=None)
 
 
 async def test_connect_outbound_bridges_a_nailed_agent_fast_or_says_no_agent(tmp_path: Path) -> None:

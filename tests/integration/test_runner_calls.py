@@ -45,10 +45,14 @@ class Customers:
 
     ua: UserAgent
     tmp: Path
-    behaviour: dict[str, str] = field(default_factory=dict)  # number -> busy|ring|answer|ring_forever
+    behaviour: dict[str, str] = field(default_factory=dict)  # number -> busy|ring|answer|ring_forever|machine
     talk_s: float = 2.0
     calls: list[Call] = field(default_factory=list)
     recordings: dict[str, Path] = field(default_factory=dict)
+    #: "machine": the greeting it plays (then a short pause and a 1 kHz beep)
+    machine_greeting: Any = None
+    #: "machine": seconds from the answer (the start of its recording) to the end of its beep
+    beep_end_s: dict[str, float] = field(default_factory=dict)
 
     def on_incoming(self, call: Call) -> None:
         self.calls.append(call)
@@ -71,12 +75,25 @@ class Customers:
         path = self.tmp / f"heard-{number}-{len(self.recordings)}.wav"
         call.media.record_to(path)
         self.recordings[number] = path
+        if what == "machine":
+            await self._machine(call, number)
+            return
         with contextlib.suppress(asyncio.CancelledError):
             await call.play(tone(300.0, 0.4, 0.3))
         if what == "answer":
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(call.wait_ended(), self.talk_s)
             await call.hangup()
+
+    async def _machine(self, call: Call, number: str) -> None:
+        """An answering machine: one long greeting, a pause, the beep, then it records until hung up."""
+        greeting = self.machine_greeting if self.machine_greeting is not None else tone(300.0, 4.0, 0.3)
+        started = asyncio.get_running_loop().time()
+        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+            await call.play(np.concatenate([greeting, np.zeros(2800, dtype=np.int16), tone(1000.0, 0.4, 0.3)]))
+        self.beep_end_s[number] = asyncio.get_running_loop().time() - started
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(call.wait_ended(), 40.0)
 
 
 class Agents:
@@ -168,8 +185,16 @@ class World:
         return ids
 
     async def runner(
-        self, campaign_id: int, pool: UaAgentPool, *, node: str = "node-a", sm: Any = None, ua: UserAgent | None = None
+        self,
+        campaign_id: int,
+        pool: UaAgentPool,
+        *,
+        node: str = "node-a",
+        sm: Any = None,
+        ua: UserAgent | None = None,
+        **options: Any,
     ) -> CampaignRunner:
+        options.setdefault("abandon_audio", tone(440.0, 1.0, 0.3))
         runner = CampaignRunner(
             campaign_id,
             sessionmaker=sm or self.sm,
@@ -179,7 +204,7 @@ class World:
             node=node,
             clock=self.clock,
             timers=FAST,
-            abandon_audio=tone(440.0, 1.0, 0.3),
+            **options,
         )
         await runner.start()
         self.runners.append(runner)
@@ -296,9 +321,11 @@ async def test_busy_no_answer_and_answered_calls_write_complete_cdrs_and_resched
         assert ls.next_attempt_at is not None and ls.next_attempt_at >= datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
         assert ls.next_attempt_reason and "afternoon" in ls.next_attempt_reason
         assert ls.claimed_by is None and ls.number_attempts == [1]
-        # Busy: the campaign's rule retries 10 minutes later.
+        # Busy: at least the 10 minute delay, and in a day-part not tried yet (the afternoon, after 14:00).
         assert lb.status == LeadStatus.READY and lb.next_attempt_at is not None
         assert b.ended_at is not None and lb.next_attempt_at - b.ended_at >= timedelta(minutes=10)
+        assert lb.next_attempt_at >= datetime(2026, 3, 2, 14, 0, tzinfo=UTC) and lb.dayparts_tried == ["morning"]
+        assert lb.next_attempt_reason and "afternoon" in lb.next_attempt_reason
 
 
 async def test_no_agent_within_two_seconds_abandons_with_the_message(tmp_path: Path) -> None:

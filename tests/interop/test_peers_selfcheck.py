@@ -160,6 +160,16 @@ class MalformedResponder:
     malformed is our stack's job.
     """
 
+    # The reason phrases the scenario's ereg checks expect, in the order its requests go out.
+    PHRASES = (
+        "Bad Request (missing via header)",
+        "Bad Request (cseq 'abc OPTIONS' must be a number and a method)",
+        "Bad Request (request line 'this is not a sip request line' is not 'METHOD URI SIP/2.0')",
+        "Bad Request (content-length 500 is larger than the body)",
+        "Bad Request (header line 'X-Broken-Header' has no 'Name:' part)",
+        "Bad Request (bad Request-URI: empty user part)",
+    )
+
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((LOOPBACK, 0))
@@ -179,7 +189,8 @@ class MalformedResponder:
             text = data.decode(errors="replace")
             copied = [ln for ln in text.split("\r\n") if re.match(r"(?i)(via|from|to|call-id|cseq)\s*:", ln)]
             valid = "branch=z9hG4bK-" in text and "-valid;" in text
-            status = "200 OK" if valid else "400 Bad Request"
+            nth = len(self.received) - 1
+            status = "200 OK" if valid else f"400 {self.PHRASES[min(nth, len(self.PHRASES) - 1)]}"
             reply = "\r\n".join([f"SIP/2.0 {status}", *copied, "Content-Length: 0", "", ""])
             self.sock.sendto(reply.encode(), addr)
 

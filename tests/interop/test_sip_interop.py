@@ -20,7 +20,9 @@ reason under CI (env ``CI`` set) and is skipped elsewhere.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from tests.interop.peers import (
     DialerServe,
     Processes,
     PyVoipPhone,
+    dialer_argv,
     finish_dialer_call,
     run_dialer_call,
     run_sipp,
@@ -80,6 +83,16 @@ def test_sipp_builtin_uac_200_calls_against_serve(procs: Processes) -> None:
     res = run_sipp(procs, "uac", serve.target, calls=200, rate=50, timeout=60, trace_messages=False)
     assert res.ok, res.describe() + "\n" + serve.proc.diagnostics()
     assert res.successful == 200 and res.failed == 0, res.describe()
+    _alive(serve)
+
+
+def test_sipp_builtin_uac_over_tcp_against_serve(procs: Processes) -> None:
+    """SIP over TCP (``-t t1``: one connection for every call) against serve on uvloop."""
+    serve = _serve(procs)
+    res = run_sipp(procs, "uac", serve.target, calls=20, rate=10, timeout=60, extra_args=["-t", "t1"])
+    assert res.ok, res.describe() + "\n" + serve.proc.diagnostics()
+    assert res.successful == 20 and res.failed == 0, res.describe()
+    assert "Exception in callback" not in serve.proc.stderr(), serve.proc.diagnostics()
     _alive(serve)
 
 
@@ -185,6 +198,68 @@ def test_answer_crossing_our_cancel_is_acked_and_hung_up(procs: Processes) -> No
     assert call.outcome.get("outcome") == "answered" and call.outcome.get("sip_status") == 200, call.describe()
     res = uas.result()
     assert res.ok and res.successful == 1, "ACK or BYE for the 200 that crossed our CANCEL missing\n" + res.describe()
+
+
+# --------------------------------------------------------------------------- dialer sip call against dialer sip serve
+
+
+def test_call_sends_dtmf_that_serve_reports(procs: Processes) -> None:
+    serve = _serve(procs)
+    call = run_dialer_call(procs, f"sip:ivr@{serve.target}", "--dtmf", "12#", "--duration", "2")
+    assert call.returncode == 0 and call.outcome.get("outcome") == "answered", call.describe()
+    ended = serve.wait_event("call_ended", timeout=10)
+    assert ended.get("dtmf") == "12#", ended
+    assert [e["digit"] for e in serve.lines.matching("dtmf")] == ["1", "2", "#"]
+    assert serve.lines.matching("dtmf")[-1]["digits"] == "12#"
+
+
+def test_call_records_the_tone_serve_plays(procs: Processes, tmp_path: Path, tone_wav: Path) -> None:
+    serve = _serve(procs, extra=("--play", str(tone_wav)))
+    out = tmp_path / "received.wav"
+    call = run_dialer_call(procs, f"sip:tone@{serve.target}", "--record", str(out), "--duration", "3")
+    assert call.returncode == 0 and call.outcome.get("outcome") == "answered", call.describe()
+    assert out.is_file(), call.describe()
+    assert active_seconds(out) > 1.5, f"{out} is (nearly) silent\n{call.describe()}"
+    assert dominant_frequency(out) == pytest.approx(1000.0, abs=20)
+
+
+def test_serve_echo_sends_our_tone_back(procs: Processes, tmp_path: Path, tone_wav: Path) -> None:
+    serve = _serve(procs, extra=("--echo",))
+    out = tmp_path / "echoed.wav"
+    call = run_dialer_call(
+        procs, f"sip:echo@{serve.target}", "--play", str(tone_wav), "--record", str(out), "--duration", "3.5"
+    )
+    assert call.returncode == 0 and call.outcome.get("outcome") == "answered", call.describe()
+    assert active_seconds(out) > 1.5, f"{out}: nothing came back\n{call.describe()}"
+    assert dominant_frequency(out) == pytest.approx(1000.0, abs=20)
+
+
+def _one_json_line(procs: Processes, *args: str) -> tuple[int, dict[str, object], str]:
+    proc = procs.start("dialer-call-fail", dialer_argv("sip", "call", *args), max_seconds=30.0)
+    rc = proc.wait()
+    lines = [ln for ln in proc.stdout().splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected exactly one JSON line:\n{proc.diagnostics()}"
+    assert "Traceback" not in proc.stderr(), proc.diagnostics()
+    return rc, json.loads(lines[0]), proc.diagnostics()
+
+
+def test_call_to_an_unresolvable_host_prints_failed(procs: Processes) -> None:
+    from dialer.commands.sip import EXIT_CODES  # here: the module must import when our stack does not
+    from telephony.sip.dialog import CallOutcome
+
+    rc, outcome, diag = _one_json_line(procs, "sip:x@does-not-exist.invalid", "--ring-timeout", "2")
+    assert rc == EXIT_CODES[CallOutcome.FAILED] == 7, diag
+    assert outcome["outcome"] == "failed", outcome
+    assert "does-not-exist.invalid" in str(outcome["detail"]) and "resolve" in str(outcome["detail"]), outcome
+
+
+def test_call_that_cannot_bind_its_address_prints_failed(procs: Processes) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind((LOOPBACK, 0))
+        port = taken.getsockname()[1]
+        rc, outcome, diag = _one_json_line(procs, f"sip:x@{LOOPBACK}:9", "--listen", f"{LOOPBACK}:{port}")
+    assert rc == 7 and outcome["outcome"] == "failed", diag
+    assert f"cannot listen on {LOOPBACK}:{port}" in str(outcome["detail"]), outcome
 
 
 # --------------------------------------------------------------------------- baresip

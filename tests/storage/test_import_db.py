@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from dialer.campaigns import CampaignSettings, create_campaign, set_campaign_status
 from dialer.dnc import add_dnc, import_dnc
-from dialer.leads import claim_leads
+from dialer.leads import claim_leads, export_leads, visible_lead_counts
 from dialer.lists import ListFileError, import_list
-from dialer.models import CallList, CampaignStatus, Contact, Lead, LeadStatus, ListStatus
+from dialer.lists.importer import STALE_IMPORT_AFTER, ImportConflictError, ImportOptionError, list_state
+from dialer.models import CallList, CampaignStatus, Contact, DncEntry, Lead, LeadStatus, ListStatus
+from infra.db import utcnow
 from tests.storage.conftest import Db
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -166,7 +168,9 @@ async def test_xlsx_import(db: Db, tmp_path: Path) -> None:
     assert (c.name, c.segment, c.attributes) == ("客户5", "A", {"备注": "备注5"})
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00\x01\x02binary\xff" * 50, "姓名,备注\n张三,x\n".encode()])
+@pytest.mark.parametrize(
+    "content", [b"", b"\x00\x01\x02binary\xff" * 50, "姓名,备注\n张三,x\n".encode(), b"phone,name\n,\n\n"]
+)
 async def test_unreadable_file_leaves_database_unchanged(db: Db, tmp_path: Path, content: bytes) -> None:
     await make_campaign(db)
     path = tmp_path / "bad.csv"
@@ -177,6 +181,43 @@ async def test_unreadable_file_leaves_database_unchanged(db: Db, tmp_path: Path,
     assert str(path) in str(err.value) and "\n" not in str(err.value)
     assert await snapshot(db) == before
     assert not (tmp_path / "bad.csv.rejects.csv").exists()
+
+
+async def test_unknown_region_is_refused_before_anything_is_written(db: Db, tmp_path: Path) -> None:
+    await make_campaign(db)
+    path = tmp_path / "list.csv"
+    path.write_text("phone\n13800138000\n", encoding="utf-8")
+    before = await snapshot(db)
+    with pytest.raises(ImportOptionError, match=r"--region 'XX': not a region phonenumbers knows; use .* CN, US"):
+        await import_list(db.sessionmaker, path, campaign="sales", region="XX", now=NOW)
+    assert await snapshot(db) == before
+    assert (await import_list(db.sessionmaker, path, campaign="sales", region="cn", now=NOW)).imported == 1
+
+
+async def test_kept_rows_with_warnings_are_reported_and_counts_add_up(db: Db, tmp_path: Path) -> None:
+    async with db.sessionmaker() as s, s.begin():
+        await create_campaign(s, "us", CampaignSettings(region="US", timezone="America/Chicago"), now=NOW)
+    path = tmp_path / "us.csv"
+    path.write_text(
+        "phone,phone2,name\n"
+        "800 234 5678,,TollFree\n"  # candidate zones from Guam to Pago Pago: never all open
+        "212 555 0123,555,BadAlt\n"  # the alternate is invalid, the main number fine
+        "212 555 0124,,Plain\n",
+        encoding="utf-8",
+    )
+    rejects = tmp_path / "rej.csv"
+    summary = await import_list(db.sessionmaker, path, campaign="us", rejects_path=rejects, now=NOW)
+    assert (summary.read, summary.imported, summary.rejected) == (3, 3, 0) and summary.consistent
+    assert (summary.timezone_fallbacks, summary.dropped_alternates) == (1, 1)
+    reasons = {r["name"]: r["reason"] for r in rejects_of(rejects)}
+    assert set(reasons) == {"TollFree", "BadAlt"}
+    assert reasons["TollFree"].startswith("kept: ") and "America/Chicago" in reasons["TollFree"]
+    assert reasons["BadAlt"].startswith("kept: phone2 '555'")
+    async with db.sessionmaker() as s:
+        toll = (await s.execute(select(Contact).where(Contact.phone == "+18002345678"))).scalar_one()
+        bad_alt = (await s.execute(select(Contact).where(Contact.phone == "+12125550123"))).scalar_one()
+    assert toll.timezones == ["America/Chicago"]
+    assert bad_alt.alt_phones == []
 
 
 def big_list(path: Path, rows: int) -> Path:
@@ -212,11 +253,23 @@ async def test_interrupted_import_leaves_no_half_visible_list(db: Db, tmp_path: 
     assert (summary.read, summary.imported) == (1000, 1000)
 
 
+async def age_heartbeats(db: Db, by: timedelta) -> None:
+    """As if the importing process had died ``by`` ago (it stops beating when it dies)."""
+    async with db.sessionmaker() as s, s.begin():
+        await s.execute(
+            update(CallList).where(CallList.status == ListStatus.IMPORTING).values(heartbeat_at=utcnow() - by)
+        )
+
+
 async def test_killed_import_is_invisible_and_discarded_next_time(db: Db, tmp_path: Path) -> None:
     """A process killed outright cannot clean up: its pending leads must never be dialled."""
     campaign_id = await make_campaign(db)
     async with db.sessionmaker() as s, s.begin():
         await set_campaign_status(s, "sales", CampaignStatus.ACTIVE)
+    # A contact the killed import merges into: it must survive the clean-up.
+    old = tmp_path / "old.csv"
+    old.write_text("phone,name\n13800130005,Old\n", encoding="utf-8")
+    await import_list(db.sessionmaker, old, campaign="sales", now=NOW - timedelta(days=1))
     path = big_list(tmp_path / "big.csv", 300)
 
     import dialer.lists.importer as importer
@@ -238,16 +291,51 @@ async def test_killed_import_is_invisible_and_discarded_next_time(db: Db, tmp_pa
         importer._abandon = original  # type: ignore[assignment]
     async with db.sessionmaker() as s:
         statuses = dict((await s.execute(select(Lead.status, func.count()).group_by(Lead.status))).all())
-        the_list = (await s.execute(select(CallList))).scalar_one()
-        assert statuses == {LeadStatus.PENDING: 200}
-        assert the_list.status == ListStatus.IMPORTING
-        assert await claim_leads(s, campaign_id, NOW, 10_000) == []
-    summary = await import_list(db.sessionmaker, path, campaign="sales", batch_size=100, now=NOW)
-    assert (summary.imported, summary.merged) == (300, 0)
+        big = (await s.execute(select(CallList).where(CallList.name == "big"))).scalar_one()
+        assert statuses == {LeadStatus.READY: 1, LeadStatus.PENDING: 199}
+        assert (await s.execute(select(func.count()).select_from(Contact))).scalar_one() == 200
+        assert big.status == ListStatus.IMPORTING and big.import_owner and big.heartbeat_at is not None
+        assert list_state(big, utcnow()) == "importing"  # its heartbeat is fresh: it may still be running
+        assert list_state(big, utcnow() + STALE_IMPORT_AFTER + timedelta(seconds=1)) == "interrupted"
+        claimed = await claim_leads(s, campaign_id, NOW, 10_000)
+        assert [c.numbers for c in claimed] == [("+8613800130005",)]  # pending leads are never claimed
+        await s.rollback()
+        # Counts and exports leave the unfinished import out.
+        assert await visible_lead_counts(s, campaign_id) == {LeadStatus.READY: 1}
+        out = tmp_path / "export.csv"
+        visible = [st.value for st in LeadStatus if st != LeadStatus.PENDING]
+        assert await export_leads(s, campaign_id, out, statuses=visible) == 1
+
+    # Right after the crash nobody can tell it from a slow import: refused, nothing written.
+    other = tmp_path / "other.csv"
+    other.write_text("phone\n" + "".join(f"1390013{i:04d}\n" for i in range(50)), encoding="utf-8")
+    before = await snapshot(db)
+    with pytest.raises(
+        ImportConflictError, match=r"an import into campaign 'sales' is running \(list 'big'.*retry after 5 minutes"
+    ):
+        await import_list(db.sessionmaker, other, campaign="sales", now=NOW + timedelta(minutes=1))
+    assert await snapshot(db) == before
+
+    # Minutes later the dead import is discarded: its pending leads and the contacts only it used.
+    await age_heartbeats(db, STALE_IMPORT_AFTER + timedelta(minutes=1))
+    summary = await import_list(db.sessionmaker, other, campaign="sales", now=NOW + timedelta(minutes=10))
+    assert (summary.imported, summary.merged) == (50, 0)
     async with db.sessionmaker() as s:
         statuses = dict((await s.execute(select(Lead.status, func.count()).group_by(Lead.status))).all())
-        assert statuses == {LeadStatus.READY: 300}
-        assert len(await claim_leads(s, campaign_id, NOW, 10_000)) == 300
+        phones = set((await s.execute(select(Contact.phone))).scalars())
+        big = (await s.execute(select(CallList).where(CallList.name == "big"))).scalar_one()
+    assert statuses == {LeadStatus.READY: 51}  # 50 new + the old one (its claim was rolled back)
+    assert len(phones) == 51 and "+8613800130005" in phones  # 199 orphans gone, the merged one kept
+    assert big.status == ListStatus.FAILED and big.import_owner is None
+    assert big.error is not None and "199 pending leads and 199 new contacts were discarded" in big.error
+
+    # The killed file imported again, complete, counts exactly.
+    again = await import_list(db.sessionmaker, path, campaign="sales", batch_size=100, now=NOW + timedelta(hours=1))
+    assert (again.imported, again.merged) == (299, 1)
+    async with db.sessionmaker() as s:
+        big = (await s.execute(select(CallList).where(CallList.name == "big"))).scalar_one()
+        assert (big.status, big.imported) == (ListStatus.READY, 299)
+        assert len(await claim_leads(s, campaign_id, NOW + timedelta(hours=1), 10_000)) == 350
 
 
 async def test_dry_run_counts_exactly_and_writes_nothing(db: Db, tmp_path: Path) -> None:
@@ -258,7 +346,71 @@ async def test_dry_run_counts_exactly_and_writes_nothing(db: Db, tmp_path: Path)
         rejects_path=tmp_path / "r.csv",
     )  # fmt: skip
     assert (summary.imported, summary.merged, summary.rejected) == (3, 1, 4)
+    assert summary.list_id is None
     assert await snapshot(db) == before
+
+
+async def test_dry_run_counts_what_the_real_import_then_does(db: Db, tmp_path: Path) -> None:
+    """Duplicates across batches, numbers already in the campaign, existing contacts, DNC."""
+    await make_campaign(db)
+    await make_campaign(db, "other")
+    async with db.sessionmaker() as s, s.begin():
+        await add_dnc(s, "+8613900139007")
+    known = tmp_path / "known.csv"
+    known.write_text("phone\n13800138001\n13800138002\n", encoding="utf-8")
+    await import_list(db.sessionmaker, known, campaign="sales", now=NOW)  # leads of the campaign
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text("phone,name\n13800138003,\n", encoding="utf-8")
+    await import_list(db.sessionmaker, elsewhere, campaign="other", now=NOW)  # a contact, no lead here
+    path = tmp_path / "list.csv"
+    phones = ["13800138001", "13800138003", "13800138004", "13800138005", "13800138004", "139 0013 9007",
+              "13800138006", "13800138005", "13800138001", "123"]  # fmt: skip
+    path.write_text("phone,name\n" + "".join(f"{p},n{i}\n" for i, p in enumerate(phones)), encoding="utf-8")
+    before = await snapshot(db)
+    dry = await import_list(db.sessionmaker, path, campaign="sales", dry_run=True, batch_size=2, now=NOW)
+    assert await snapshot(db) == before
+    real = await import_list(db.sessionmaker, path, campaign="sales", batch_size=2, now=NOW)
+    counts = ("read", "imported", "merged", "rejected", "dnc_suppressed", "contacts_created")
+    assert {k: getattr(dry, k) for k in counts} == {k: getattr(real, k) for k in counts}
+    assert (real.read, real.imported, real.merged, real.rejected, real.dnc_suppressed) == (10, 4, 4, 1, 1)
+    assert dry.consistent and real.consistent
+
+
+async def test_dry_run_takes_no_write_lock(tmp_path: Path) -> None:
+    """A dialer or `dnc add` writing during a dry run must not get 'database is locked'."""
+    import sqlite3
+
+    from infra.db import create_engine, create_sessionmaker, migrate
+
+    db_path = tmp_path / "dialer.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{db_path}")
+    await migrate(engine)
+    sm = create_sessionmaker(engine)
+    try:
+        async with sm() as s, s.begin():
+            await create_campaign(s, "sales", CampaignSettings(region="CN"), now=NOW)
+        writes: list[int] = []
+
+        def write_meanwhile(read: int, _pos: int, _total: int) -> None:
+            other = sqlite3.connect(db_path, timeout=0.2)  # a writer that does not wait long
+            try:
+                other.execute(
+                    "INSERT INTO dnc (number, is_prefix, created_at) VALUES (?, 0, '2026-03-02 02:00:00.000000')",
+                    (f"+86137001370{len(writes):02d}",),
+                )
+                other.commit()
+                writes.append(read)
+            finally:
+                other.close()
+
+        path = big_list(tmp_path / "big.csv", 500)
+        summary = await import_list(sm, path, campaign="sales", dry_run=True, batch_size=100, progress=write_meanwhile)
+        assert summary.imported == 500
+        assert writes == [100, 200, 300, 400, 500, 500]
+        async with sm() as s:
+            assert (await s.execute(select(func.count()).select_from(Contact))).scalar_one() == 0
+    finally:
+        await engine.dispose()
 
 
 async def test_dnc_import_file(db: Db, tmp_path: Path) -> None:
@@ -272,3 +424,38 @@ async def test_dnc_import_file(db: Db, tmp_path: Path) -> None:
     result = await import_list(db.sessionmaker, path, campaign="sales", now=NOW)
     assert (result.imported, result.dnc_suppressed) == (1, 3)
     assert sales > 0
+
+
+async def test_dnc_import_inserts_in_batches(db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import event
+
+    import dialer.dnc as dnc
+
+    monkeypatch.setattr(dnc, "DNC_BATCH", 5)
+    path = tmp_path / "dnc.txt"
+    path.write_text("".join(f"+86138001380{i:02d}\n" for i in range(12)) + "+8613800138000\n", encoding="utf-8")
+    inserts: list[int] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO DNC"):
+            inserts.append(len(parameters) if executemany else 1)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        summary = await import_dnc(db.sessionmaker, path, reason="bulk")
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert (summary.read, summary.added, summary.already_listed) == (13, 12, 1)
+    assert 1 <= len(inserts) <= 3  # one statement per batch of 5, not one per row
+    async with db.sessionmaker() as s:
+        reasons = set((await s.execute(select(DncEntry.reason))).scalars())
+        assert (await s.execute(select(func.count()).select_from(DncEntry))).scalar_one() == 12
+    assert reasons == {"bulk"}
+
+
+async def test_dnc_add_refuses_short_prefix_unless_forced(db: Db) -> None:
+    async with db.sessionmaker() as s, s.begin():
+        with pytest.raises(ValueError, match=r"'\+1\*' would block every \+1 number"):
+            await add_dnc(s, "+1*")
+        entry, created = await add_dnc(s, "+1*", force=True)
+        assert created and (entry.number, entry.is_prefix) == ("+1", True)

@@ -72,3 +72,15 @@ def test_72h_no_redial_unless_agent_reserved() -> None:
     assert not redial_allowed_after_abandon(T0, T0 + timedelta(hours=71, minutes=59), agent_reserved=False)
     assert redial_allowed_after_abandon(T0, T0 + timedelta(hours=72), agent_reserved=False)
     assert redial_allowed_after_abandon(T0, T0 + timedelta(minutes=1), agent_reserved=True)
+
+
+def test_rolling_24_hours_is_not_the_local_day() -> None:
+    ledger = AbandonLedger(0.03, "Asia/Shanghai")  # local midnight is 16:00 UTC
+    ledger.record(T0 - timedelta(hours=25), True)  # outside the 24 h
+    ledger.record(T0 - timedelta(hours=20), True)  # yesterday local (14:00 UTC), inside the 24 h
+    ledger.record(T0 - timedelta(hours=1), False)
+    ledger.record(T0 + timedelta(hours=1), False)  # after now: not yet in the window
+    day = ledger.counts_24h(T0)
+    assert (day.answered_human, day.abandoned) == (2, 1)
+    assert ledger.counts_today(T0).answered_human == 2  # 2 March local (from 16:00 UTC on 1 March): the last two
+    assert ledger.counts_24h(T0 + timedelta(hours=30)).answered_human == 0

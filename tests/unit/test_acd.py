@@ -485,6 +485,20 @@ def test_complaint_sla_flags_callbacks_at_risk() -> None:
     assert acd.schedule_callback("cmp-1", "q", 901) == []  # idempotent
 
 
+def test_restored_callback_keeps_its_arrival_and_sla_deadline() -> None:
+    """After a restart the service passes each callback's original arrival: it goes back in line
+    there (ahead of a caller who came later), and its SLA runs from that arrival."""
+    acd = simple("a", callback_sla_s=1000)
+    acd.call_arrived("live", "q", 500)
+    out = acd.schedule_callback("cb-early", "q", 600, arrived_at=100)
+    assert of(out, CallbackRequested)[0].due_at == 1100
+    acd.schedule_callback("cb-late", "q", 601, arrived_at=550)
+    acd.schedule_callback("cb-future", "q", 602, arrived_at=5000)  # never after now
+    assert [c.callback_id or c.call_id for c in acd.calls_in_line("q")] == ["cb-early", "live", "cb-late", "cb-future"]
+    assert acd.call_info("cb-future").arrived_at == 602
+    assert offers(acd.agent_login("a", 603)) == [("cb-early", "a")]
+
+
 def test_default_complaint_sla_is_twelve_hours() -> None:
     acd = simple("a")
     out = acd.schedule_callback("cmp", "q", 0)

@@ -15,7 +15,9 @@ from acd.codes import (
     Logout,
     Pause,
     Ready,
+    RecordingToggle,
     ScheduleCallback,
+    StartRecording,
 )
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -38,6 +40,8 @@ def keyed(parser: CodeParser, digits: str, now: float = 0.0) -> list[object]:
         ("*20", Pause("pause")),
         ("*0", HangupCustomer()),
         ("*9", Logout()),
+        ("*7", StartRecording()),
+        ("*8", RecordingToggle()),
         ("*542#", Disposition("42")),
         ("*5123456#", Disposition("123456")),
         ("*62612011030#", ScheduleCallback(datetime(2026, 12, 1, 10, 30, tzinfo=PARIS))),
@@ -56,7 +60,8 @@ def test_digits_outside_codes_are_ignored_and_codes_follow_each_other() -> None:
 @pytest.mark.parametrize(
     ("digits", "why"),
     [
-        ("*7", "unknown code"),
+        ("*4", "unknown code"),
+        ("*3", "*7 record, *8 pause/resume recording"),
         ("*5#", "digits ended by #"),
         ("*51234567", "at most 6"),
         ("*6261301#", "10 digits"),

@@ -121,3 +121,35 @@ def test_unreadable_files_end_with_one_line_and_non_zero_exit(cli, tmp_path: Pat
     no_campaign = tmp_path / "ok.csv"
     no_campaign.write_text("phone\n+8613800138000\n")
     assert "no campaign named 'nope'" in cli("lists", "import", str(no_campaign), "--campaign", "nope", code=1)
+
+
+def test_caller_id_is_required_to_dial_and_the_abandon_message_settings(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path
+) -> None:
+    import shutil
+
+    from ivr.prompts import company_prompt_name
+
+    bad = cli("campaign", "create", "x", "--caller-id", "12345", code=2)
+    assert "caller_id" in bad and "E.164" in bad
+    no_cid = cli("campaign", "create", "x", "--active", code=2)
+    assert "caller_id" in no_cid and "--caller-id" in no_cid
+    assert "caller_id" in cli("campaign", "create", "x")  # paused: created, with a note
+    refused = cli("campaign", "resume", "x", code=1)
+    assert "has no caller_id" in refused
+    assert json.loads(cli("campaign", "show", "x", "--json"))["status"] == "paused"
+
+    cli(
+        "campaign", "create", "y", "--caller-id", "+442079460000", "--company-name", "Acme  Insurance",
+        "--callback-number", "+44 20 7946 0001", "--amd", "--on-machine", "message",
+    )  # fmt: skip
+    s = json.loads(cli("campaign", "show", "y", "--json"))["settings"]
+    assert (s["company_name"], s["callback_number"], s["on_machine"]) == (
+        "Acme Insurance", "+442079460001", "message",
+    )  # fmt: skip
+    assert s["amd_thresholds"]["greeting_max_ms"] == 2300
+    assert "active" in cli("campaign", "resume", "y")
+    if shutil.which("espeak-ng") and shutil.which("sox"):
+        # Spoken at create time: no TTS is needed while dialling.
+        assert (tmp_path / "var" / "prompts" / f"{company_prompt_name('Acme Insurance')}.wav").stat().st_size > 1000
+    assert "on_machine" in cli("campaign", "create", "z", "--on-machine", "voicemail", code=2)

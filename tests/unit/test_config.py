@@ -114,7 +114,7 @@ def test_campaign_settings_validation_messages() -> None:
             {"dispositions": [{"code": "A", "label": "a"}, {"code": "a", "label": "b"}]}, "f.toml", "x"
         )
     tuned = validate_campaign_settings({"retry": {"outcomes": {"busy": {"min_delay_minutes": 5}}}}, "f", "x")
-    assert tuned.retry.outcomes["busy"].rotate_daypart is False  # untouched keys keep their defaults
+    assert tuned.retry.outcomes["busy"].rotate_daypart is True  # untouched keys keep their defaults
     assert tuned.retry.outcomes["abandoned"].min_delay_minutes == 72 * 60
 
 

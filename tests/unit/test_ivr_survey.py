@@ -95,3 +95,13 @@ async def test_digits_pressed_between_stages_are_not_answers():
     call.durations = {}
     second = await asyncio.wait_for(run_survey(call, prompts, attempts=1, timeout=0.01), 5)
     assert second is None
+
+
+async def test_run_survey_with_a_queue_s_own_prompts():
+    prompts = FakePrompts()
+    call = FakeCall(prompts, reactions={"sales_survey": ["9", "3"]}, durations={"sales_survey": 30})
+    answer = await asyncio.wait_for(
+        run_survey(call, prompts, question="sales_survey", thanks="sales_thanks", invalid="sales_invalid"), 5
+    )
+    assert answer is SurveyAnswer.UNSATISFIED
+    assert call.played == ["sales_survey", "sales_invalid", "sales_survey", "sales_thanks"]

@@ -217,3 +217,50 @@ def test_attempts_rotate_through_dayparts_property(
         cycle.append(p)
         if len(cycle) == 3:
             cycle = []
+
+
+# -- the campaign defaults (dialer.campaigns): busy and failed rotate like the other unreached outcomes --
+def _campaign_policy() -> tuple[RetryPolicy, CallingWindow]:
+    from dialer.campaigns import CampaignSettings
+
+    settings = CampaignSettings()
+    return settings.retry_policy(), settings.calling_window()
+
+
+@pytest.mark.parametrize("outcome", ["busy", "failed", "unavailable", "no_answer", "machine", "rejected"])
+def test_campaign_defaults_move_every_unreached_outcome_to_an_untried_daypart(outcome: str) -> None:
+    policy, window = _campaign_policy()
+    at = local(LON, 2026, 3, 3, 10, 20)  # a Tuesday morning
+    nxt = policy.schedule_next(lead(Attempt(at, outcome)), outcome, at, [LON], "GB", window)
+    assert isinstance(nxt, NextAttempt)
+    assert nxt.daypart == "afternoon", nxt.reason
+    # The afternoon opens at 14:00 (the 12:00-14:00 quiet hours); no morning redial.
+    assert nxt.at_utc == local(LON, 2026, 3, 3, 14, 0)
+    assert "next untried day-part afternoon" in nxt.reason
+
+
+def test_campaign_busy_keeps_its_minutes_delay_when_the_untried_daypart_starts_sooner() -> None:
+    policy, window = _campaign_policy()
+    morning = Attempt(local(LON, 2026, 3, 3, 10, 0), "no_answer")
+    busy_at = local(LON, 2026, 3, 3, 16, 55)
+    nxt = policy.schedule_next(lead(morning, Attempt(busy_at, "busy")), "busy", busy_at, [LON], "GB", window)
+    assert isinstance(nxt, NextAttempt)
+    # max(16:55 + 10 min, 17:00 evening start) = 17:05 in the evening, the one day-part not tried yet.
+    assert (nxt.daypart, nxt.at_utc) == ("evening", local(LON, 2026, 3, 3, 17, 5))
+    assert "10 min minimum delay" in nxt.reason
+    failed_at = local(LON, 2026, 3, 3, 16, 55)
+    nxt = policy.schedule_next(lead(morning, Attempt(failed_at, "failed")), "failed", failed_at, [LON], "GB", window)
+    assert isinstance(nxt, NextAttempt)
+    assert (nxt.daypart, nxt.at_utc) == ("evening", local(LON, 2026, 3, 3, 17, 25)), "failed: 30 min"
+
+
+def test_a_campaign_may_still_redial_busy_in_the_same_daypart() -> None:
+    from dialer.campaigns import CampaignSettings
+
+    settings = CampaignSettings.model_validate({"retry": {"outcomes": {"busy": {"rotate_daypart": False}}}})
+    assert settings.retry.outcomes["busy"].min_delay_minutes == 10, "the other keys keep their defaults"
+    at = local(LON, 2026, 3, 3, 10, 0)
+    nxt = settings.retry_policy().schedule_next(
+        lead(Attempt(at, "busy")), "busy", at, [LON], "GB", settings.calling_window()
+    )
+    assert isinstance(nxt, NextAttempt) and nxt.at_utc == local(LON, 2026, 3, 3, 10, 10)

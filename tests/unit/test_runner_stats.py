@@ -275,7 +275,7 @@ async def test_progressive_figures_on_the_hand_built_history(floor: Floor) -> No
             "lines_in_use": 2,
             "max_lines": 7,
             "agents_available": 2,
-            "abandon_rate_24h": 2 / 10,
+            "abandon_rate_24h": 2 / 20,  # rolling 24 h: today's 10 answers and yesterday's 10
             "abandon_rate_30d": 3 / 39,
             "effective_today": 4,
             "target_today": 40,
@@ -295,7 +295,8 @@ async def test_progressive_figures_on_the_hand_built_history(floor: Floor) -> No
         # Ledger days follow the campaign's zone: at 16:00 UTC (local midnight) a new day starts at 0.
         floor.clock.jump_to(LOCAL_MIDNIGHT + timedelta(days=1))
         tomorrow = runner.stats()
-        assert tomorrow.abandon_rate_24h is None  # nothing answered yet on the new local day
+        assert tomorrow.abandon_rate_24h == pytest.approx(2 / 10)  # rolling 24 h: only yesterday-local's calls
+        assert runner.ledger.counts_today(runner.clock()).answered_human == 0  # Ofcom's day starts at 0
         assert tomorrow.abandon_rate_30d == pytest.approx(3 / 39)
     finally:
         await service.stop()
@@ -306,8 +307,8 @@ async def test_progressive_figures_on_the_hand_built_history(floor: Floor) -> No
     [
         # No answers yet: full speed, 1.5 lines per ready agent rounded half up = 3 lines for 2 agents.
         (False, 3, 1.5, (None, None)),
-        # Today's 20% abandons trip the guard: power falls back to progressive, one line per agent.
-        (True, 2, 1.0, (2 / 10, 3 / 39)),
+        # The 30-day 7.7% abandons trip the guard: power falls back to progressive, one line per agent.
+        (True, 2, 1.0, (2 / 20, 3 / 39)),
     ],
 )
 async def test_power_mode_dial_level_and_lines(

@@ -135,3 +135,27 @@ def test_cli_json_and_table(tmp_path: Path) -> None:
                               "--algorithms", "progressive", "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["progressive"]["answered_human"] > 0
+
+
+def test_simulated_leads_carry_a_list_and_the_callee_hour() -> None:
+    # 09:00 UTC at the start: 09:00 in London, 17:00 in Shanghai.
+    params = SimulationParams(agents=5, hours=0.25, lead_mix=((1, "Europe/London"), (2, "Asia/Shanghai")))
+    est = PacingEstimators()
+    r = simulate(params, "progressive", seed=1, estimators=est)
+    answers = est.answers
+    assert answers.attempts(1) + answers.attempts(2) == pytest.approx(r.dial_attempts, abs=len(params.lead_mix) * 5)
+    assert answers.attempts(1) > 10 and answers.attempts(2) > 10
+    assert answers.attempts(None) == 0, "no dial is keyed to 'no list'"
+    # Only the callee's hour has data: the other hour falls back to the list's rate.
+    assert answers.probability(2, 17) != answers.probability(2, 9) == answers.probability(2)
+    assert answers.probability(1, 9) != answers.probability(1, 17) == answers.probability(1)
+    with pytest.raises(ValueError, match="IANA"):
+        SimulationParams(lead_mix=((1, "Mars/Olympus"),))
+
+
+def test_history_rows_warm_the_estimate_per_list_and_hour() -> None:
+    rows = [{"answered": i % 2 == 0, "ring_seconds": 5, "list_id": 7, "local_hour": 11} for i in range(40)]
+    rows += [{"answered": False, "ring_seconds": 0, "list_id": 8, "local_hour": 11} for _ in range(40)]
+    est = PacingEstimators.from_history(rows)
+    assert est.answers.probability(7, 11) > 0.4 > 0.1 > est.answers.probability(8, 11)
+    assert est.answers.probability(8, 11) < est.answers.probability(8, 20), "hour 11 learned its own rate"

@@ -213,8 +213,106 @@ def test_invite_server_sends_100_only_if_tu_is_slow() -> None:
     (ev2,) = events(layer)
     assert isinstance(ev2, RequestReceived)
     layer.handle_timer(1.2)
-    (trying, _), = layer.datagrams_to_send()
+    ((trying, _),) = layer.datagrams_to_send()
     assert trying.startswith(b"SIP/2.0 100 Trying")
     layer.receive(parse_message(slow.to_bytes()), UDP, now=1.5)  # retransmission: the 100 again
-    (again, _), = layer.datagrams_to_send()
+    ((again, _),) = layer.datagrams_to_send()
     assert again.startswith(b"SIP/2.0 100")
+
+
+def test_timer_h_ends_a_server_invite_whose_non2xx_is_never_acked() -> None:
+    layer = TransactionLayer()
+    inv = make_request()
+    layer.receive(parse_message(inv.to_bytes()), UDP, now=10.0)
+    (ev,) = events(layer)
+    assert isinstance(ev, RequestReceived)
+    layer.respond(ev.transaction, make_response(inv.headers, 486, to_tag="t"), now=10.0)
+    layer.datagrams_to_send()
+    _, sent_at = step_until(layer, 10.0, 10.0 + 64 * T1 - 0.001)
+    assert len(sent_at) > 5 and not ev.transaction.terminated  # Timer G keeps resending the 486
+    assert events(layer) == []
+    layer.handle_timer(10.0 + 64 * T1)
+    (timeout,) = events(layer)
+    assert isinstance(timeout, TransactionTimedOut) and timeout.timer == "H"
+    assert timeout.transaction is ev.transaction and ev.transaction.terminated
+    assert layer.active == 0 and layer.get_timer() is None
+
+
+def test_timer_h_on_tcp_without_retransmissions() -> None:
+    layer = TransactionLayer()
+    inv = make_request()
+    layer.receive(parse_message(inv.to_bytes()), TCP, now=0.0)
+    (ev,) = events(layer)
+    assert isinstance(ev, RequestReceived)
+    layer.respond(ev.transaction, make_response(inv.headers, 603, to_tag="t"), now=0.0)
+    layer.datagrams_to_send()
+    assert layer.get_timer() == 64 * T1  # Timer H only: no Timer G on a reliable transport
+    _, sent_at = step_until(layer, 0.0, 64 * T1)
+    assert sent_at == []
+    (timeout,) = events(layer)
+    assert isinstance(timeout, TransactionTimedOut) and timeout.timer == "H"
+
+
+def test_timer_j_absorbs_non_invite_retransmissions_for_64_t1_on_udp() -> None:
+    layer = TransactionLayer()
+    opt = make_request("OPTIONS")
+    data = opt.to_bytes()
+    layer.receive(parse_message(data), UDP, now=0.0)
+    (ev,) = events(layer)
+    assert isinstance(ev, RequestReceived)
+    layer.respond(ev.transaction, make_response(opt.headers, 200), now=1.0)
+    layer.datagrams_to_send()
+    assert ev.transaction.state is TxState.COMPLETED
+    assert layer.get_timer() == 1.0 + 64 * T1
+    layer.receive(parse_message(data), UDP, now=1.0 + 64 * T1 - 0.1)  # late retransmission
+    assert events(layer) == []  # absorbed: the TU is not asked again
+    ((resent, _),) = layer.datagrams_to_send()
+    assert resent.startswith(b"SIP/2.0 200")
+    layer.handle_timer(1.0 + 64 * T1)
+    assert ev.transaction.terminated and layer.active == 0
+    assert events(layer) == []  # Timer J is silent
+    layer.receive(parse_message(data), UDP, now=1.0 + 64 * T1 + 0.1)  # after J: a new request
+    assert [type(e) for e in events(layer)] == [RequestReceived]
+
+
+def test_timer_j_is_zero_on_tcp() -> None:
+    layer = TransactionLayer()
+    opt = make_request("OPTIONS")
+    layer.receive(parse_message(opt.to_bytes()), TCP, now=5.0)
+    (ev,) = events(layer)
+    assert isinstance(ev, RequestReceived)
+    layer.respond(ev.transaction, make_response(opt.headers, 200), now=5.0)
+    assert layer.get_timer() == 5.0
+    layer.handle_timer(5.0)
+    assert ev.transaction.terminated and layer.active == 0 and layer.get_timer() is None
+
+
+def test_timer_d_terminates_the_client_invite_after_a_non2xx() -> None:
+    layer = TransactionLayer()
+    req = make_request()
+    tx = layer.send_request(req, UDP, now=0.0)
+    assert tx is not None
+    layer.datagrams_to_send()
+    busy = make_response(req.headers, 486, to_tag="t")
+    layer.receive(parse_message(busy.to_bytes()), UDP, now=1.0)
+    assert [type(e) for e in events(layer)] == [ResponseReceived]
+    layer.datagrams_to_send()  # the ACK
+    assert layer.get_timer() == 1.0 + 32.0  # Timer D: at least 32 s on UDP (§17.1.1.2)
+    layer.handle_timer(1.0 + 31.9)
+    assert tx.state is TxState.COMPLETED
+    layer.handle_timer(1.0 + 32.0)
+    assert tx.terminated and layer.active == 0 and layer.get_timer() is None
+    assert events(layer) == []  # Timer D is silent: the TU already has the 486
+    layer.receive(parse_message(busy.to_bytes()), UDP, now=34.0)  # too late: no transaction, no ACK
+    assert layer.datagrams_to_send() == [] and events(layer) == []
+
+
+def test_timer_d_is_zero_on_tcp() -> None:
+    layer = TransactionLayer()
+    req = make_request()
+    tx = layer.send_request(req, TCP, now=0.0)
+    assert tx is not None
+    layer.receive(parse_message(make_response(req.headers, 404, to_tag="t").to_bytes()), TCP, now=0.5)
+    assert tx.state is TxState.COMPLETED and layer.get_timer() == 0.5
+    layer.handle_timer(0.5)
+    assert tx.terminated and layer.active == 0

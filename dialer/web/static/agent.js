@@ -43,6 +43,43 @@
       setTimeout(connect, 1000 * retry);
     };
   }
+  // Call controls: hang up, recording (start/pause/resume) and ACD callbacks, through the JSON API.
+  const status = document.getElementById("call-controls-status");
+  function say(text, failed) {
+    if (!status) return;
+    status.textContent = text;
+    status.classList.toggle("error", Boolean(failed));
+  }
+  for (const button of document.querySelectorAll("[data-agent-action]")) {
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const result = await C.api("POST", button.getAttribute("data-agent-action"));
+        say(result.state ? "Recording: " + result.state : (result.message || "done"), false);
+      } catch (error) {
+        say(error.message, true);
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+  const callbackForm = document.getElementById("acd-callback-form");
+  if (callbackForm) {
+    callbackForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const form = new FormData(callbackForm);
+      const body = { number: form.get("number"), at: form.get("at") };
+      if (form.get("queue")) body.queue = form.get("queue");
+      try {
+        const result = await C.api("POST", "/api/agent/acd-callback", body);
+        say("Callback " + result.callback_id + " at " + result.at_utc, false);
+        callbackForm.reset();
+      } catch (error) {
+        say(error.message, true);
+      }
+    });
+  }
+
   setInterval(tick, 1000);
   connect();
 })();
