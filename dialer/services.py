@@ -7,6 +7,7 @@ None when the configuration does not ask for it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -27,6 +28,26 @@ def acd_config(app: DialerApp) -> AcdServiceConfig | None:
     return acd_config_from_settings(app.settings, trusted_sources=trusted)
 
 
+def _queues_as_table(spec: Any) -> Any:
+    if isinstance(spec, Mapping) and isinstance(spec.get("queues"), list):
+        queues = spec["queues"]
+        if all(isinstance(q, str) for q in queues):
+            return {**spec, "queues": dict.fromkeys(queues, 0)}
+    return spec
+
+
+def _acd_place(raw: Mapping[str, Any], loc: Sequence[int | str]) -> str:
+    """``[acd.queues.sales] strategy`` for the validator's ``("queues", 0, "strategy")``: the
+    tables keyed by id are validated as lists, so the index is mapped back to the id the file uses."""
+    parts = list(loc)
+    if len(parts) >= 2 and isinstance(parts[1], int) and isinstance(raw.get(str(parts[0])), Mapping):
+        keys = list(raw[str(parts[0])])
+        if parts[1] < len(keys):
+            rest = ".".join(str(p) for p in parts[2:])
+            return f"[acd.{parts[0]}.{keys[parts[1]]}]" + (f" {rest}" if rest else "")
+    return "[acd] " + ".".join(str(p) for p in parts)
+
+
 def acd_config_from_settings(s: Settings, *, trusted_sources: list[str] | None = None) -> AcdServiceConfig | None:
     """The ACD service's config from `[acd]`, or None when no queue is configured.
 
@@ -37,11 +58,15 @@ def acd_config_from_settings(s: Settings, *, trusted_sources: list[str] | None =
 
     a = s.acd
     if not a.queues:
+        if a.agents or a.dids:
+            what = "agents" if a.agents else "DIDs"
+            raise ValueError(f"[acd] {what} are configured but no queue; add an [acd.queues.<id>] table or remove them")
         return None
     defaults: dict[str, Any] = {"wrapup_s": a.wrapup_seconds, "ring_timeout_s": a.ring_timeout_seconds}
     raw: dict[str, Any] = {
         "queues": {qid: {**defaults, **q} for qid, q in a.queues.items()},
-        "agents": a.agents,
+        # ``queues = ["sales", "support"]`` is short for ``queues = { sales = 0, support = 0 }`` (penalty 0).
+        "agents": {aid: _queues_as_table(spec) for aid, spec in a.agents.items()},
         "dids": a.dids,
         "login_code": a.login_code,
         "timezone": s.site.timezone,
@@ -63,8 +88,7 @@ def acd_config_from_settings(s: Settings, *, trusted_sources: list[str] | None =
         return config
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"[acd] {where}: {first['msg']} (input {first.get('input')!r})") from None
+        raise ValueError(f"{_acd_place(raw, first['loc'])}: {first['msg']} (input {first.get('input')!r})") from None
     except ValueError as exc:  # menus and destinations raise plain ValueErrors naming the place
         raise ValueError(f"[acd] {' '.join(str(exc).split())}") from None
 

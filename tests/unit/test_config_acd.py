@@ -31,3 +31,29 @@ def test_unknown_strategy_names_the_allowed_ones(tmp_path: Path) -> None:
     bad.write_text(EXAMPLE.read_text().replace('strategy = "longest-idle"', 'strategy = "fastest"'))
     result = CliRunner().invoke(app, ["config", "check", str(bad)])
     assert result.exit_code == 2 and "strategy" in result.output and "longest-idle" in result.output
+
+
+def _check(tmp_path: Path, text: str) -> tuple[int, list[str]]:
+    path = tmp_path / "acd.toml"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["config", "check", str(path)])
+    return result.exit_code, [ln for ln in result.output.splitlines() if ln.strip()]
+
+
+def test_errors_name_the_table_the_file_uses_not_a_list_index(tmp_path: Path) -> None:
+    code, lines = _check(tmp_path, '[acd.queues.q1]\nskill = "s"\n[acd.queues.sales]\nstrategy = "bogus"\n')
+    assert code == 2 and len(lines) == 1
+    assert "[acd.queues.sales] strategy:" in lines[0] and "queues.1" not in lines[0]
+
+
+def test_agents_without_a_queue_are_an_error_not_ignored(tmp_path: Path) -> None:
+    code, lines = _check(tmp_path, '[acd.agents.1001]\npassword = "x"\nskills = { sales = 12 }\n')
+    assert code == 2 and len(lines) == 1 and "no queue" in lines[0] and "[acd.queues.<id>]" in lines[0]
+
+
+def test_agent_queues_may_be_a_list_of_names(tmp_path: Path) -> None:
+    base = '[acd.queues.sales]\nskill = "sales"\n[acd.agents.1001]\npassword = "x"\nqueues = ["sales"]\n'
+    code, lines = _check(tmp_path, base + "skills = { sales = 5 }\n")
+    assert code == 0, lines
+    code, lines = _check(tmp_path, base + "skills = { sales = 12 }\n")
+    assert code == 2 and "level 12" in lines[0] and "1-10" in lines[0]
