@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -240,11 +240,21 @@ class PrefixIndex:
     """All prefix entries that apply to one campaign, held in memory for the import loop."""
 
     prefixes: Mapping[str, int | None]  # prefix -> campaign_id (None: global)
+    # The lengths (>= 2) the entries have, shortest first: only those prefixes of a number
+    # can be entries, so match() looks up one or two slices instead of one per digit.
+    lengths: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lengths", tuple(sorted({len(p) for p in self.prefixes if len(p) >= 2})))
 
     def match(self, number: str) -> DncHit | None:
+        """The shortest entry that ``number`` starts with (at least 2 characters), if any."""
         if not self.prefixes:
             return None
-        for k in range(2, len(number) + 1):
+        size = len(number)
+        for k in self.lengths:
+            if k > size:
+                break
             prefix = number[:k]
             if prefix in self.prefixes:
                 return DncHit(number, prefix, True, self.prefixes[prefix])

@@ -1,9 +1,12 @@
 """Stereo call recorder: customer on the left channel, agent on the right, written as the call goes.
 
 The file is a canonical 44-byte-header RIFF/WAVE, PCM 16-bit little-endian, 8 kHz, 2 channels.
-Audio reaches the disk at every flush (at least once per ``flush_interval``), and after each
-write the RIFF and data sizes in the header are rewritten, so a process killed at any moment
-leaves a valid, playable WAV that lacks at most the last ``flush_interval`` of audio.
+Audio is buffered in memory and reaches the disk at every flush (at least once per
+``flush_interval``): one ``pwrite`` of the whole block, then one ``pwrite`` of the header with
+the new RIFF and data sizes, two system calls per flush and none per frame. A process killed at
+any moment therefore leaves a valid, playable WAV that lacks at most the last ``flush_interval``
+of audio (plus, behind a Tap, the Tap's own ``flush_interval + delay``: ``recordings.service``
+keeps the three under one second). A crash between the two writes only hides the newest block.
 
 Time alignment. Each direction has a sample clock: the timeline position of its next sample.
 Frames (20 ms PCM16 arrays from the media tap, possibly bursty and out of step between the two
@@ -23,12 +26,17 @@ written as delivered, without wall-clock padding.
 
 The per-frame path only appends to a list under a lock; numpy interleaving, writing and the
 header update run in one shared background thread (or in the caller's thread via :meth:`flush`).
+That thread keeps the recorders in a heap by due time and, once woken, flushes every recorder
+due within the next ``_SLACK`` seconds, so hundreds of calls cost a few wake-ups a second (and
+as few GIL hand-offs to and from the event loop), not one per recorder and flush.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
+import itertools
 import os
 import struct
 import threading
@@ -38,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -181,15 +189,23 @@ class StereoWavRecorder:
         self._full = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._file: BinaryIO = self.path.open("xb")
+            # A raw descriptor: every write is one pwrite() at its offset, no buffer, no seek.
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         except FileExistsError:
             raise RecorderError(
                 f"recording {self.path} already exists; recordings are never overwritten: use a new file name"
             ) from None
         except OSError as exc:
             raise RecorderError(f"cannot create recording {self.path}: {exc.strerror}; check the directory") from exc
-        self._file.write(wav_header(0, sample_rate=sample_rate))
-        self._file.flush()
+        # Closes the descriptor once: at close(), or when a recorder nobody closed is collected.
+        self._close_fd = weakref.finalize(self, os.close, self._fd)
+        self._writer_generation = 0  # the writer's schedule entry that is current (0: none)
+        self._parked = False  # nothing pending and not scheduled: feed_stereo() schedules it again
+        try:
+            os.pwrite(self._fd, wav_header(0, sample_rate=sample_rate), 0)
+        except OSError as exc:
+            self._close_fd()
+            raise RecorderError(f"cannot write recording {self.path}: {exc.strerror}; check free space") from exc
         self._t0 = clock()
         self._next_flush = self._t0 + self._period
         self._log = log.bind(path=str(self.path))
@@ -236,6 +252,10 @@ class StereoWavRecorder:
             self._pending[1].append(right)
             self._pos[0] += n
             self._pos[1] += n
+            wake = self._parked
+            self._parked = False
+        if wake:  # the writer has nothing of ours queued: due one period after this batch
+            _WRITER.add(self, self._period)
 
     __call__ = feed_stereo  # a telephony.media.tap.TapConsumer
 
@@ -263,6 +283,9 @@ class StereoWavRecorder:
                 # Bring a silent direction up to real time first, so its next frame cannot land before the gap.
                 self._pad_to(self._wall() - self._lag, debt=True)
             self._gaps.append(_GapMark(min(self._pos), None, reason))
+            self._parked = False
+        if self._background:
+            _WRITER.add(self, 0.0)  # write what came before the gap now, off this thread
         self._log.info("recording.paused", reason=reason)
 
     def resume(self) -> None:
@@ -340,13 +363,17 @@ class StereoWavRecorder:
                 self._anchor = [0 if idx in padded else None for idx in (0, 1)]
                 gaps = [(g.start, g.end) for g in self._gaps]
                 self._next_flush = now + self._period
-            self._write(batches, gaps)
+            if batches[0] or batches[1]:  # else nothing new: one channel's carry is always empty
+                self._write(batches, gaps)
 
     def _write(self, batches: tuple[list[Pcm16 | int], list[Pcm16 | int]], gaps: list[tuple[int, int | None]]) -> None:
         channels = []
         for idx in (0, 1):
-            parts = self._carry[idx] + [np.zeros(p, np.int16) if isinstance(p, int) else p for p in batches[idx]]
-            channels.append(np.concatenate(parts) if parts else np.zeros(0, np.int16))
+            parts = [np.zeros(p, np.int16) if isinstance(p, int) else p for p in batches[idx]]
+            carry = self._carry[idx]
+            if carry and len(carry[0]):
+                parts = carry + parts
+            channels.append(parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, np.int16))
         n = min(len(channels[0]), len(channels[1]))
         self._carry = ([channels[0][n:]], [channels[1][n:]])
         if n == 0:
@@ -359,31 +386,38 @@ class StereoWavRecorder:
             lo, hi = max(start, first), last if end is None else min(end, last)
             if lo < hi:
                 frames[lo - first : hi - first] = 0
-        data = frames.tobytes()
+        data = frames.data.cast("B")  # written as it is: no copy into a bytes object
         if self._written * 4 + len(data) > _MAX_DATA:
             if not self._full:
                 self._log.error("recording.size_limit", detail="WAV files stop at 4 GiB; the rest is not recorded")
                 self._full = True
             return
-        f = self._file
-        f.seek(HEADER_SIZE + self._written * 4)
-        f.write(data)
+        fd = self._fd
+        offset = HEADER_SIZE + self._written * 4
+        while data:  # pwrite may write less than asked (a full disk reports ENOSPC on the retry)
+            done = os.pwrite(fd, data, offset)
+            data = data[done:]
+            offset += done
         self._written = last
         # The sizes follow the data, so a crash between the two writes only hides the newest block.
-        f.seek(4)
-        f.write(struct.pack("<I", 36 + self._written * 4))
-        f.seek(40)
-        f.write(struct.pack("<I", self._written * 4))
-        f.flush()
+        os.pwrite(fd, wav_header(self._written * 4, sample_rate=self.sample_rate), 0)
         if self._fsync:
-            os.fsync(f.fileno())
+            os.fsync(fd)
 
-    def _flush_if_due(self) -> float:
-        """Writer-thread hook: flush when due; seconds until the next flush is due."""
+    def _flush_if_due(self, slack: float = 0.0) -> float | None:
+        """Writer-thread hook: flush when due within ``slack``; seconds until the next flush is due.
+
+        None parks the recorder: fed by a Tap (no wall-clock padding to do) and nothing pending, so
+        the writer forgets it until :meth:`feed_stereo` brings the next batch.
+        """
         now = self._clock()
-        if now >= self._next_flush:
+        if now >= self._next_flush - slack:
             self.flush()
             now = self._clock()
+        with self._lock:
+            if not self._pad_wall and not self._pending[0] and not self._pending[1] and not self._closed:
+                self._parked = True
+                return None
         return max(self._next_flush - now, 0.0)
 
     # ------------------------------------------------------------------ close
@@ -400,7 +434,7 @@ class StereoWavRecorder:
             self.flush(final=True)
         finally:
             with self._io_lock:
-                self._file.close()
+                self._close_fd()
         if self._failed is not None:
             raise RecorderError(
                 f"recording {self.path} lost audio: {self._failed}; check free space and permissions"
@@ -437,44 +471,90 @@ class _GapMark:
     reason: str
 
 
+_SLACK: Final = 0.05
+"""The writer flushes a recorder up to this much before it is due, to serve many per wake-up."""
+_MIN_WAIT: Final = 0.005
+
+
 class _Writer:
-    """One daemon thread flushing every open background recorder when it is due."""
+    """One daemon thread flushing every open background recorder when it is due.
+
+    Recorders wait in a heap of (due, generation, weak reference). Rescheduling or
+    removing a recorder bumps its ``_writer_generation``, so a stale entry is dropped when it
+    comes up; a recorder nobody closed disappears with its last reference (as from a WeakSet).
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._recorders: weakref.WeakSet[StereoWavRecorder] = weakref.WeakSet()
+        self._heap: list[tuple[float, int, weakref.ref[StereoWavRecorder]]] = []
+        self._order = itertools.count(1)
         self._thread: threading.Thread | None = None
 
-    def add(self, recorder: StereoWavRecorder) -> None:
+    def add(self, recorder: StereoWavRecorder, delay: float | None = None) -> None:
+        """Schedule ``recorder`` (again) in ``delay`` seconds, or when its next flush is due."""
+        if delay is None:
+            delay = max(recorder._next_flush - recorder._clock(), 0.0)
         with self._cond:
-            self._recorders.add(recorder)
+            if recorder._closed:
+                return
+            first = self._push(recorder, time.monotonic() + delay)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="recorder-writer", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if first:  # due before everything else: the thread sleeps too long otherwise
+                self._cond.notify()
 
     def remove(self, recorder: StereoWavRecorder) -> None:
         with self._cond:
-            self._recorders.discard(recorder)
+            recorder._writer_generation = 0
+
+    def _push(self, recorder: StereoWavRecorder, due: float) -> bool:
+        """Schedule ``recorder`` at ``due`` (time.monotonic()), the caller holding the condition; first in line?"""
+        generation = next(self._order)
+        recorder._writer_generation = generation
+        heapq.heappush(self._heap, (due, generation, weakref.ref(recorder)))
+        return self._heap[0][1] == generation
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                recorders = list(self._recorders)
-            wait = 0.5
-            for recorder in recorders:
-                try:
-                    wait = min(wait, recorder._flush_if_due())
-                except OSError as exc:
-                    recorder._fail(exc)
-                    self.remove(recorder)
-                except Exception as exc:  # a bug must not stop the recording of every other call
-                    log.exception("recording.writer_error", path=str(recorder.path))
-                    recorder._fail(exc)
-                    self.remove(recorder)
-            del recorders
-            with self._cond:
-                self._cond.wait(timeout=max(wait, 0.005))
+            self._flush(self._wait_for_due())
+
+    def _wait_for_due(self) -> list[tuple[StereoWavRecorder, int]]:
+        """Sleep until a recorder is due; every live recorder due within ``_SLACK`` from then."""
+        heap = self._heap
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                if heap and heap[0][0] <= now + _SLACK:
+                    break
+                self._cond.wait(timeout=heap[0][0] - now if heap else None)
+            batch = []
+            while heap and heap[0][0] <= now + _SLACK:
+                _, generation, ref = heapq.heappop(heap)
+                recorder = ref()
+                if recorder is not None and recorder._writer_generation == generation:
+                    batch.append((recorder, generation))
+            return batch
+
+    def _flush(self, batch: list[tuple[StereoWavRecorder, int]]) -> None:
+        again = []
+        for recorder, generation in batch:
+            try:
+                wait = recorder._flush_if_due(_SLACK)
+                if wait is not None:
+                    again.append((recorder, generation, max(wait, _MIN_WAIT)))
+            except OSError as exc:
+                recorder._fail(exc)
+                self.remove(recorder)
+            except Exception as exc:  # a bug must not stop the recording of every other call
+                log.exception("recording.writer_error", path=str(recorder.path))
+                recorder._fail(exc)
+                self.remove(recorder)
+        now = time.monotonic()
+        with self._cond:
+            for recorder, generation, wait in again:
+                if recorder._writer_generation == generation and not recorder._closed:  # not removed meanwhile
+                    self._push(recorder, now + wait)
 
 
 _WRITER: Final = _Writer()

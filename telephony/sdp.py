@@ -34,6 +34,7 @@ __all__ = [
     "accept_answer",
     "answer_offer",
     "build_offer",
+    "negotiate",
     "reverse_direction",
 ]
 
@@ -103,6 +104,9 @@ class Origin:
         return f"{self.username} {self.session_id} {self.session_version} {self.nettype} {self.addrtype} {self.address}"
 
 
+_CONNECTIONS: dict[str, Connection] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class Connection:
     """The c= line (RFC 4566 §5.7). ``address`` has any /ttl or /count suffix stripped."""
@@ -114,13 +118,18 @@ class Connection:
     @classmethod
     def for_host(cls, host: str) -> Connection:
         """``IN IP4 host`` or ``IN IP6 host``, chosen from the literal address."""
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError as exc:
-            raise SdpError(
-                f"media host {host!r} is not an IP address; pass the IPv4/IPv6 address to advertise"
-            ) from exc
-        return cls("IN", "IP6" if ip.version == 6 else "IP4", str(ip))
+        conn = _CONNECTIONS.get(host)
+        if conn is None:
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError as exc:
+                raise SdpError(
+                    f"media host {host!r} is not an IP address; pass the IPv4/IPv6 address to advertise"
+                ) from exc
+            conn = cls("IN", "IP6" if ip.version == 6 else "IP4", str(ip))
+            if len(_CONNECTIONS) < 256:  # a process advertises a handful of addresses
+                _CONNECTIONS[host] = conn
+        return conn
 
     @property
     def is_hold(self) -> bool:
@@ -237,6 +246,11 @@ class SessionDescription:
     times: tuple[str, ...] = ("0 0",)
     other_lines: tuple[tuple[str, str], ...] = ()  # i= u= e= p= b= z= k= r= at session level
     version: int = 0
+    # What negotiate() found in this offer, per supported-codec list: a UAS checks an offer
+    # before ringing (to answer 488 early) and answers it later, and must not do the work twice.
+    _choices: dict[tuple[str, ...], _Choice] | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
 
     @classmethod
     def parse(cls, text: str | bytes) -> SessionDescription:
@@ -529,6 +543,55 @@ def _is_usable_audio(m: MediaDescription) -> bool:
     return m.media == "audio" and m.port != 0 and m.proto.upper() in _RTP_PROFILES
 
 
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    """The audio stream and codec an offer would be answered with (RFC 3264 §6.1)."""
+
+    index: int
+    media: MediaDescription
+    payload_type: int
+    codec: str
+    dtmf_pt: int | None
+
+
+def negotiate(offer: SessionDescription, supported: Sequence[str] = ("PCMU", "PCMA")) -> None:
+    """Check that ``offer`` can be answered, without building the answer.
+
+    Raises :class:`SdpNegotiationError` (488) exactly when :func:`answer_offer` would; the
+    result is remembered on the offer, so answering it afterwards repeats no work.
+    """
+    _choose(offer, tuple(supported))
+
+
+def _choose(offer: SessionDescription, supported: tuple[str, ...]) -> _Choice:
+    choices = offer._choices
+    if choices is not None:
+        found = choices.get(supported)
+        if found is not None:
+            return found
+    chosen: _Choice | None = None
+    for index, m in enumerate(offer.media):
+        if _is_usable_audio(m):
+            codec = _find_codec(m, supported)
+            if codec is not None:
+                chosen = _Choice(index, m, codec[0], codec[1], _find_dtmf(m))
+                break
+    if chosen is None:
+        offered = (
+            "; ".join(f"m={m.media} {m.port} {m.proto} [{', '.join(m.codec_names())}]" for m in offer.media)
+            or "no m= lines"
+        )
+        raise SdpNegotiationError(
+            f"no acceptable audio codec in the offer ({offered}); we support "
+            f"{', '.join(f'{c}/8000' for c in supported)} over RTP/AVP"
+        )
+    if choices is None:
+        choices = {}
+        object.__setattr__(offer, "_choices", choices)  # a cache, not part of the value
+    choices[supported] = chosen
+    return chosen
+
+
 def answer_offer(
     offer: SessionDescription,
     *,
@@ -547,29 +610,20 @@ def answer_offer(
     Raises :class:`SdpNegotiationError` (488) when no audio stream has a codec in ``supported``.
     """
     conn = Connection.for_host(host)
-    chosen: tuple[int, MediaDescription, int, str] | None = None
-    for index, m in enumerate(offer.media):
-        if chosen is None and _is_usable_audio(m):
-            codec = _find_codec(m, supported)
-            if codec is not None:
-                chosen = (index, m, *codec)
-    if chosen is None:
-        offered = (
-            "; ".join(f"m={m.media} {m.port} {m.proto} [{', '.join(m.codec_names())}]" for m in offer.media)
-            or "no m= lines"
-        )
-        raise SdpNegotiationError(
-            f"no acceptable audio codec in the offer ({offered}); we support "
-            f"{', '.join(f'{c}/8000' for c in supported)} over RTP/AVP"
-        )
-    index, offered_m, pt, codec_name = chosen
+    chosen = _choose(offer, tuple(supported))
+    index, offered_m, pt, codec_name, dtmf_pt = (
+        chosen.index,
+        chosen.media,
+        chosen.payload_type,
+        chosen.codec,
+        chosen.dtmf_pt,
+    )
     remote_conn = offer.connection_for(offered_m)
     assert remote_conn is not None  # parse() guarantees a c= for every m= with a port
     offered_dir = offer.direction_of(offered_m)
     if remote_conn.is_hold:
         offered_dir = _intersect(offered_dir, "sendonly")
     our_dir = _intersect(reverse_direction(offered_dir), direction or "sendrecv")
-    dtmf_pt = _find_dtmf(offered_m)
     formats, attrs = _audio_rtpmap_lines([codec_name], dtmf_pt)
     formats[0] = str(pt)  # keep the offerer's payload type number for the codec
     attrs[0] = ("rtpmap", f"{pt} {codec_name}/8000")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import signal
 import socket
@@ -39,9 +40,27 @@ EXIT_CODES: dict[str, int] = {
 }
 
 
+# `serve` prints several lines per call: one flush (a write system call) per line cost about
+# 5% of a call at 500 calls/s. While serving, lines are flushed together at most this late.
+_FLUSH_DELAY_S = 0.01
+_flush_pending: asyncio.TimerHandle | None = None
+_batching = False
+
+
 def _emit(obj: dict[str, object]) -> None:
+    global _flush_pending
     sys.stdout.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
-    sys.stdout.flush()
+    if not _batching:
+        sys.stdout.flush()
+    elif _flush_pending is None:
+        _flush_pending = asyncio.get_running_loop().call_later(_FLUSH_DELAY_S, _flush)
+
+
+def _flush() -> None:
+    global _flush_pending
+    _flush_pending = None
+    with contextlib.suppress(OSError, ValueError):  # a reader that went away must not stop the server
+        sys.stdout.flush()
 
 
 def _parse_listen(value: str) -> tuple[str, int]:
@@ -72,9 +91,17 @@ def _parse_users(users: list[str]) -> dict[str, str]:
 
 
 def _setup_logging(verbose: bool) -> None:
+    import logging
+
+    import structlog
+
     from infra.logging import configure_logging
 
-    configure_logging(level="debug" if verbose else "warning", stream=sys.stderr)
+    level = logging.DEBUG if verbose else logging.WARNING
+    configure_logging(level=logging.getLevelName(level).lower(), stream=sys.stderr)
+    # Filter by level in the bound logger itself: a filtered call is then a no-op method,
+    # where the stdlib-style logger would build the event and run processors to drop it.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level), cache_logger_on_first_use=True)
 
 
 def _install_loop() -> None:
@@ -118,9 +145,16 @@ def serve(
 
 
 async def _serve(config: UAConfig, echo: bool, play: Path | None, duration: float, answer_after: float) -> None:
+    global _batching
     ua = UserAgent(config)
     await ua.start()
     _emit({"event": "listening", "host": config.host, "port": ua.port, "users": sorted(config.accounts)})
+    _batching = True
+    # Everything allocated so far (the CLI, typer, SQLAlchemy models...) lives as long as the
+    # process: move it out of the collector's sight, so full collections only walk what calls
+    # allocate (they took 200 ms at 300 calls/s, longer than a SIP retransmission interval).
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -177,6 +211,7 @@ async def _serve(config: UAConfig, echo: bool, play: Path | None, duration: floa
             await stop.wait()
     finally:
         await ua.close()
+        _batching = False
         _emit({"event": "stopped", **ua.stats})
 
 

@@ -73,7 +73,12 @@ class MediaSession:
         self._rng = rng or _SHARED_RNG
         self._sender = RtpSender(rng=self._rng)
         self._receiver = RtpReceiver(media_timeout=media_timeout)
-        self._params: MediaParams | None = None
+        self._accept = self._receiver.on_packet
+        self._send = endpoint.send
+        # MediaLeg's params and sender, as plain attributes: the bridge reads both per packet.
+        # Read-only for everyone else; start() sets params.
+        self.params: MediaParams | None = None
+        self.sender: RtpSender = self._sender
         self.negotiated: MediaParams | None = None  # from answer(), until start()
         self._last_offer: SessionDescription | None = None
         self._sdp_version = 0
@@ -113,20 +118,12 @@ class MediaSession:
 
     # -- MediaLeg -------------------------------------------------------------------------
 
-    @property
-    def params(self) -> MediaParams | None:
-        return self._params
-
-    @property
-    def sender(self) -> RtpSender:
-        return self._sender
-
     def send_rtp(self, datagram: bytes) -> None:
         if self._can_send:
             receiver = self._receiver
             destination = receiver.latched or receiver.signalled
             if destination is not None:
-                self._endpoint.send(datagram, destination)
+                self._send(datagram, destination)
 
     def set_rtp_handler(self, handler: RtpHandler | None) -> None:
         self._handler = handler
@@ -197,7 +194,7 @@ class MediaSession:
         # Media is expected only when both sides send: a peer that holds us (we are recvonly)
         # may send no music on hold at all. The call's dialog probe covers calls on hold.
         self._receiver.start(now, remote, expect_media=params.direction == "sendrecv")
-        self._params = params
+        self.params = params
         self._pt = params.payload_type
         self._dtmf_pt = params.dtmf_pt if params.dtmf_pt is not None else -1
         self._can_send = params.sends and remote is not None
@@ -214,8 +211,9 @@ class MediaSession:
     # -- receive path ---------------------------------------------------------------------
 
     def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        # Every received packet: latching and loss accounting, then one handler (the bridge's).
         now = self._time()
-        if not self._receiver.on_packet(addr, data, now):
+        if not self._accept(addr, data, now):
             return
         pt = data[1] & 0x7F
         if pt == self._dtmf_pt:
@@ -252,7 +250,7 @@ class MediaSession:
 
     def _on_audio(self, data: bytes, now: float) -> None:
         payload = self._payload(data)
-        params = self._params
+        params = self.params
         if payload is None or params is None:
             return
         _, second, _, ts, ssrc = HEADER.unpack_from(data)
@@ -268,7 +266,7 @@ class MediaSession:
             self._send_audio(payload, (ts + self._echo_offset) & 0xFFFFFFFF, now, marker=marker)
 
     def _send_audio(self, payload: bytes, timestamp: int, now: float, *, marker: bool) -> None:
-        params = self._params
+        params = self.params
         if params is None:
             return
         self.send_rtp(self._sender.packet(params.payload_type, payload, timestamp, now, marker=marker))
@@ -325,9 +323,9 @@ class MediaSession:
     def _require_started(self) -> MediaParams:
         if self._closed:
             raise MediaSessionError("this media session is closed")
-        if self._params is None:
+        if self.params is None:
             raise MediaSessionError("media is not started; call start() after the offer/answer")
-        return self._params
+        return self.params
 
     async def play(self, source: AudioSource, *, loop: bool = False) -> None:
         """Stream a WAV file or int16 array at 20 ms pacing; returns when done or stopped."""
@@ -474,4 +472,4 @@ class MediaSession:
             self._dtmf_q.put_nowait("")
 
     def __repr__(self) -> str:
-        return f"<MediaSession {self.local_host}:{self.local_port} remote={self.remote} params={self._params}>"
+        return f"<MediaSession {self.local_host}:{self.local_port} remote={self.remote} params={self.params}>"

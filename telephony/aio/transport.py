@@ -29,19 +29,29 @@ OnMessage = Callable[[bytes, Destination], None]
 OnStreamError = Callable[[RemoteProtocolError, Destination], None]
 
 
+_PEERS_CACHED = 4096  # distinct UDP sources whose Destination is reused (phones, trunks)
+
+
 class _Udp(asyncio.DatagramProtocol):
     def __init__(self, on_message: OnMessage) -> None:
         self.on_message = on_message
         self.transport: asyncio.DatagramTransport | None = None
+        # One Destination per source address, not one per datagram: peers send many.
+        self._peers: dict[tuple[str | int, ...], Destination] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # CPython 3.11's selector transport does not subclass DatagramTransport: cast, don't assert.
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        if data in (b"\r\n\r\n", b"\r\n", b"\x00\x00\x00\x00"):
+        if len(data) <= 4 and data in (b"\r\n\r\n", b"\r\n", b"\x00\x00\x00\x00"):
             return  # NAT keep-alive pings on UDP carry no message
-        self.on_message(data, Destination("udp", str(addr[0]), int(addr[1])))
+        peer = self._peers.get(addr)
+        if peer is None:
+            if len(self._peers) >= _PEERS_CACHED:
+                self._peers.clear()
+            peer = self._peers[addr] = Destination("udp", str(addr[0]), int(addr[1]))
+        self.on_message(data, peer)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable etc.: transactions time out on their own (§18.4).

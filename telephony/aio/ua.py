@@ -33,7 +33,7 @@ import structlog
 
 from telephony.aio.media_session import MediaSession
 from telephony.aio.transport import SipTransport
-from telephony.sdp import Direction, SdpError, SdpNegotiationError, SessionDescription, answer_offer
+from telephony.sdp import Direction, SdpError, SdpNegotiationError, SessionDescription, negotiate
 from telephony.sip.auth import AuthError, DigestClient, DigestServer, InMemoryCredentials
 from telephony.sip.builders import make_cancel, make_response, new_branch, new_call_id, new_tag
 from telephony.sip.dialog import CallOutcome, Dialog, Outcome, outcome_for_status, reason_header
@@ -50,6 +50,7 @@ from telephony.sip.transaction import (
     StrayResponse,
     TransactionLayer,
     TransactionTimedOut,
+    TxState,
 )
 from telephony.sip.uri import Address, SipSyntaxError, SipURI, Via
 
@@ -177,6 +178,7 @@ class Call:
         self._ack: Request | None = None
         self._probe_timer: asyncio.TimerHandle | None = None
         self._probe_tx: ClientTransaction | None = None
+        self._bye_tx: ClientTransaction | None = None
         # UAS
         self._server_tx: ServerTransaction | None = None
         self._local_tag = new_tag()
@@ -297,7 +299,7 @@ class Call:
         if self.ended:
             return
         if self.state is CallState.ANSWERED and self.dialog is not None:
-            self.ua._send_in_dialog(self, "BYE", extra=[("Reason", reason)] if reason else None)
+            self._bye_tx = self.ua._send_in_dialog(self, "BYE", extra=[("Reason", reason)] if reason else None)
             await self._finish(self.outcome, "local")
         elif self.direction is CallDirection.OUTBOUND:
             self._request_cancel(CallOutcome.CANCELLED)
@@ -387,7 +389,7 @@ class Call:
 
     async def _hangup_as(self, ended_by: str, reason: str | None = None) -> None:
         if self.dialog is not None and not self.ended:
-            self.ua._send_in_dialog(self, "BYE", extra=[("Reason", reason)] if reason else None)
+            self._bye_tx = self.ua._send_in_dialog(self, "BYE", extra=[("Reason", reason)] if reason else None)
         await self._finish(self.outcome, ended_by)
 
     def _request_cancel(self, as_outcome: CallOutcome) -> None:
@@ -435,6 +437,7 @@ class Call:
         for handle in (self._ring_timer, self._cancel_guard, self._probe_timer):
             if handle is not None:
                 handle.cancel()
+        self._release_transactions()
         if self.dialog is not None:
             self.ua._dialogs.pop(self.dialog.id, None)
         self.ua._calls.pop(self.id, None)
@@ -444,6 +447,19 @@ class Call:
         self.log.info("call.ended", outcome=self.outcome.outcome.value, sip_status=self.outcome.sip_status, by=ended_by)
         if self.ua.on_call_ended is not None:
             self.ua.on_call_ended(self)
+
+    def _release_transactions(self) -> None:
+        """Transactions outlive the call (Timers K and M, up to 64*T1) but need nothing of it
+        once it ended: let them go, so the call's media, dialog and messages are freed now
+        instead of being walked by the garbage collector for another 32 s. The INVITE's keeps
+        the ACK, to answer retransmissions of the 2xx (§13.2.2.4)."""
+        for tx in (self._invite_tx, self._probe_tx, self._bye_tx):
+            if tx is not None and tx.owner is self:
+                tx.owner = None
+        tx = self._invite_tx
+        if tx is not None and self._ack is not None and self._dest is not None and tx.state is TxState.ACCEPTED:
+            tx.owner = _Reack(self._ack.to_bytes(), self._dest)
+        self._bye_tx = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -457,6 +473,14 @@ class Call:
             "ended_at": self.ended_at,
             "ended_by": self.ended_by,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class _Reack:
+    """What an ended call's INVITE transaction still owns: the ACK to repeat for a 2xx."""
+
+    data: bytes
+    dest: Destination
 
 
 _HEADER_WORDS = re.compile(r"\b(CSeq|Call-ID|Via|From|To|Content-Length|Max-Forwards|Contact)\b")
@@ -765,6 +789,11 @@ class UserAgent:
         if "server" not in resp.headers:
             resp.headers.set("Server", self.config.user_agent)
         self._layer.respond(tx, resp, self._now())
+        if resp.status >= 200:
+            # Nothing needs the call through the transaction once it is answered: the ACK is
+            # matched to the dialog and a late CANCEL changes nothing (§9.2). Letting go frees
+            # the call as soon as it ends, not 64*T1 later.
+            tx.owner = None
         self._flush()
 
     def _flush(self) -> None:
@@ -810,12 +839,13 @@ class UserAgent:
 
     def _stamp_received(self, req: Request, source: Destination) -> None:
         """RFC 3261 §18.2.1 received and RFC 3581 rport on the top Via."""
-        vias = req.headers.get_all("via")
-        via = Via.parse(vias[0])
+        via = req.top_via  # parsed (and cached) by the parser's validation already
         if "rport" in via.params or via.host != source.host:
+            via = Via(via.transport, via.host, via.port, dict(via.params))
             via.params["received"] = source.host
             if "rport" in via.params:
                 via.params["rport"] = str(source.port)
+            vias = req.headers.get_all("via")
             vias[0] = str(via)
             req.headers.set_all("Via", vias)
             req.invalidate()
@@ -858,6 +888,9 @@ class UserAgent:
                 self._on_response(owner, ev.transaction, ev.response)
             elif isinstance(owner, asyncio.Future) and ev.response.status >= 200 and not owner.done():
                 owner.set_result(ev.response)
+            elif isinstance(owner, _Reack) and 200 <= ev.response.status < 300:
+                self.stats["sent"] += 1  # a 2xx retransmission for a call that already ended
+                self._transport.send(owner.data, owner.dest)
         elif isinstance(ev, StrayResponse):
             call = self._calls.get(ev.response.call_id)
             if call is not None and call._ack is not None and call._dest is not None:
@@ -882,8 +915,9 @@ class UserAgent:
         if isinstance(owner, Call) and tx is owner._invite_tx:
             detail = "no response from the peer (Timer B)"
             self._spawn(owner._finish(Outcome(CallOutcome.FAILED, 408, "Request Timeout", detail=detail), "local"))
-        elif isinstance(owner, Call) and tx.request.method == "BYE":
-            owner.log.info("call.bye_timeout")
+        elif tx.request.method == "BYE":
+            if _enabled(logging.INFO):
+                log.info("call.bye_timeout", call_id=tx.request.call_id)
         elif isinstance(owner, Call) and tx is owner._probe_tx:
             owner._dialog_lost(f"no response to in-dialog OPTIONS (Timer {ev.timer})", send_bye=True)
 
@@ -1045,7 +1079,7 @@ class UserAgent:
                 self._respond(tx, make_response(req.headers, 400, f"Bad Request (SDP: {exc})"[:120], to_tag=new_tag()))
                 return
             try:  # an offer we can never answer is refused before the application sees the call
-                answer_offer(call._offer, host=self.advertised_host, port=9, session_id=0)
+                negotiate(call._offer)  # remembered on the offer: answer() does not redo it
             except SdpError as exc:  # SdpNegotiationError: 488 (RFC 3264 §6, RFC 3261 §13.3.1.3)
                 text = " ".join(str(exc).split())[:100].replace('"', "'")
                 warning = f'305 {self.advertised_host} "{text}"'  # 305 Incompatible media format (§20.43)

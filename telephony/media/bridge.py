@@ -27,10 +27,12 @@ from telephony.sdp import MediaParams
 __all__ = ["Bridge", "BridgeStats"]
 
 _MASK32: Final = 0xFFFFFFFF
+_unpack_header: Final = HEADER.unpack_from
+_pack_header: Final = HEADER.pack
 
 
 class _Direction:
-    """Rewrite state for packets flowing from ``src`` to ``dst``."""
+    """Rewrite state for packets flowing from ``src`` to ``dst``; :meth:`relay` is ``src``'s RTP handler."""
 
     __slots__ = (
         "channel",
@@ -43,18 +45,22 @@ class _Direction:
         "pt_in",
         "pt_out",
         "relayed",
+        "send",
+        "sender",
         "seq_offset",
         "source_ssrc",
         "src",
         "src_params",
         "table",
+        "tap",
         "ts_offset",
     )
 
-    def __init__(self, src: MediaLeg, dst: MediaLeg, channel: int) -> None:
+    def __init__(self, src: MediaLeg, dst: MediaLeg, channel: int, tap: Tap | None) -> None:
         self.src = src
         self.dst = dst
         self.channel = channel
+        self.tap = tap
         self.src_params: MediaParams | None = None
         self.dst_params: MediaParams | None = None
         self.pt_in = -1
@@ -68,11 +74,15 @@ class _Direction:
         self.ts_offset = 0
         self.relayed = 0
         self.dropped = 0
+        self.sender = dst.sender
+        self.send = dst.send_rtp
 
     def configure(self) -> bool:
         """Refresh codec routing from the legs' current params; False if not negotiated yet."""
         sp, dp = self.src.params, self.dst.params
         self.src_params, self.dst_params = sp, dp
+        self.sender = self.dst.sender
+        self.send = self.dst.send_rtp
         if sp is None or dp is None:
             self.pt_in = -1
             return False
@@ -86,6 +96,71 @@ class _Direction:
             self.table = ULAW_TO_ALAW if sp.codec == "PCMU" else ALAW_TO_ULAW
         return True
 
+    def relay(self, data: bytes, now: float) -> None:
+        """One received packet of ``src``: rewrite it onto ``dst``'s stream and send it.
+
+        The per-packet path of every bridged call: one header unpack, one payload slice shared by
+        the tap and the outgoing packet, one pack, no logging and no object besides the datagram.
+        """
+        if self.src_params is not self.src.params or self.dst_params is not self.dst.params:
+            self.configure()
+        first, second, seq, ts, ssrc = _unpack_header(data)
+        pt = second & 0x7F
+        if pt == self.pt_in:
+            if first == 0x80:  # no CSRC, extension or padding: the payload follows the fixed header
+                payload = data[12:]
+            else:
+                extracted = _payload(data)
+                if extracted is None:
+                    self.dropped += 1
+                    return
+                payload = extracted
+            out_pt = self.pt_out
+            tap = self.tap
+            if tap is not None:
+                tap.feed(self.channel, ts, ssrc, payload, self.in_codec, now)
+            if self.table is not None:
+                payload = payload.translate(self.table)
+        elif pt == self.dtmf_in and self.dtmf_out is not None:
+            extracted = data[12:] if first == 0x80 else _payload(data)
+            if extracted is None:
+                self.dropped += 1
+                return
+            payload = extracted
+            out_pt = self.dtmf_out
+        else:
+            self.dropped += 1
+            return
+        sender = self.sender
+        if ssrc != self.source_ssrc:
+            # New source: continue the outgoing stream where it is, as a new talkspurt.
+            self.source_ssrc = ssrc
+            self.seq_offset = (sender.seq - seq) & 0xFFFF
+            self.ts_offset = (sender.timestamp_at(now) - ts) & _MASK32
+            marker = 0x80
+        else:
+            marker = second & 0x80
+        out_seq = (seq + self.seq_offset) & 0xFFFF
+        out_ts = (ts + self.ts_offset) & _MASK32
+        if ((out_seq - sender.seq) & 0xFFFF) < 0x8000:
+            sender.seq = (out_seq + 1) & 0xFFFF
+        sender.last_ts = out_ts
+        sender.last_time = now
+        sender.packets += 1
+        sender.octets += len(payload)
+        self.relayed += 1
+        self.send(_pack_header(0x80, out_pt | marker, out_seq, out_ts, sender.ssrc) + payload)
+
+
+def _payload(data: bytes) -> bytes | None:
+    """The payload of a packet with CSRCs, a header extension or padding; None if malformed."""
+    try:
+        start = payload_offset(data)
+    except RtpError:
+        return None
+    end = len(data) - data[-1] if data[0] & 0x20 else len(data)
+    return data[start:end]
+
 
 class BridgeStats(dict[str, int]):
     """Per-direction relayed/dropped packet counts (``a_to_b_relayed`` ...)."""
@@ -97,17 +172,26 @@ class Bridge:
     def __init__(self, a: MediaLeg, b: MediaLeg, *, tap: Tap | None = None) -> None:
         self.a = a
         self.b = b
-        self.tap = tap
-        self._ab = _Direction(a, b, 0)
-        self._ba = _Direction(b, a, 1)
+        self._ab = _Direction(a, b, 0, tap)
+        self._ba = _Direction(b, a, 1, tap)
         self.active = False
         self.start()
+
+    @property
+    def tap(self) -> Tap | None:
+        return self._ab.tap
+
+    @tap.setter
+    def tap(self, tap: Tap | None) -> None:
+        self._ab.tap = self._ba.tap = tap
 
     def start(self) -> None:
         """Take over both legs' received RTP (again, after :meth:`stop`)."""
         self._ab.source_ssrc = self._ba.source_ssrc = None  # a fresh talkspurt on each side
-        self.a.set_rtp_handler(self._from_a)
-        self.b.set_rtp_handler(self._from_b)
+        self._ab.configure()
+        self._ba.configure()
+        self.a.set_rtp_handler(self._ab.relay)
+        self.b.set_rtp_handler(self._ba.relay)
         self.active = True
 
     def stop(self) -> None:
@@ -127,55 +211,3 @@ class Bridge:
             b_to_a_relayed=self._ba.relayed,
             b_to_a_dropped=self._ba.dropped,
         )
-
-    def _from_a(self, data: bytes, now: float) -> None:
-        self._relay(self._ab, data, now)
-
-    def _from_b(self, data: bytes, now: float) -> None:
-        self._relay(self._ba, data, now)
-
-    def _relay(self, d: _Direction, data: bytes, now: float) -> None:
-        if d.src_params is not d.src.params or d.dst_params is not d.dst.params:
-            d.configure()
-        first, second, seq, ts, ssrc = HEADER.unpack_from(data)
-        if first == 0x80:
-            payload = data[12:]
-        else:
-            try:
-                start = payload_offset(data)
-            except RtpError:
-                d.dropped += 1
-                return
-            end = len(data) - data[-1] if first & 0x20 else len(data)
-            payload = data[start:end]
-        pt = second & 0x7F
-        if pt == d.pt_in:
-            out_pt = d.pt_out
-            tap = self.tap
-            if tap is not None:
-                tap.feed(d.channel, ts, ssrc, payload, d.in_codec, now)
-            if d.table is not None:
-                payload = payload.translate(d.table)
-        elif pt == d.dtmf_in and d.dtmf_out is not None:
-            out_pt = d.dtmf_out
-        else:
-            d.dropped += 1
-            return
-        sender = d.dst.sender
-        marker = second & 0x80
-        if ssrc != d.source_ssrc:
-            # New source: continue the outgoing stream where it is, as a new talkspurt.
-            d.source_ssrc = ssrc
-            d.seq_offset = (sender.seq - seq) & 0xFFFF
-            d.ts_offset = (sender.timestamp_at(now) - ts) & _MASK32
-            marker = 0x80
-        out_seq = (seq + d.seq_offset) & 0xFFFF
-        out_ts = (ts + d.ts_offset) & _MASK32
-        if ((out_seq - sender.seq) & 0xFFFF) < 0x8000:
-            sender.seq = (out_seq + 1) & 0xFFFF
-        sender.last_ts = out_ts
-        sender.last_time = now
-        sender.packets += 1
-        sender.octets += len(payload)
-        d.relayed += 1
-        d.dst.send_rtp(HEADER.pack(0x80, out_pt | marker, out_seq, out_ts, sender.ssrc) + payload)

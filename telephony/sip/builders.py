@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 BRANCH_MAGIC = "z9hG4bK"
+_ECHOED_FIRST = ("from", "to", "call-id", "cseq")  # with every Via, copied into responses (§8.2.6.2)
 
 
 def new_branch() -> str:
@@ -52,11 +53,8 @@ def make_response(
     salvaged out of a request that failed to parse.
     """
     h = Headers()
-    h.set_all("Via", request_headers.get_all("via"))
-    for name in ("from", "to", "call-id", "cseq"):
-        v = request_headers.get(name)
-        if v is not None:
-            h.set(name, v)
+    h._copy_from(request_headers, ("via",))
+    h._copy_from(request_headers, _ECHOED_FIRST, first_only=True)
     to = h.get("to")
     if to_tag and to is not None and ";tag=" not in to.replace(" ", "").lower() and status != 100:
         h.set("To", f"{to};tag={to_tag}")

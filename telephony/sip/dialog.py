@@ -123,8 +123,8 @@ class Dialog:
             call_id=invite.call_id,
             local_tag=from_.tag or "",
             remote_tag=to.tag,
-            local_uri=_without_tag(invite.headers.get("from") or ""),
-            remote_uri=_without_tag(response.headers.get("to") or ""),
+            local_uri=_without_tag(from_),
+            remote_uri=_without_tag(to),
             remote_target=contact,
             local_seq=invite.cseq.seq,
             remote_seq=None,
@@ -140,8 +140,8 @@ class Dialog:
             call_id=invite.call_id,
             local_tag=local_tag,
             remote_tag=invite.from_.tag or "",
-            local_uri=_without_tag(invite.headers.get("to") or ""),
-            remote_uri=_without_tag(invite.headers.get("from") or ""),
+            local_uri=_without_tag(invite.to),
+            remote_uri=_without_tag(invite.from_),
             remote_target=contact,
             local_seq=0,
             remote_seq=invite.cseq.seq,
@@ -204,7 +204,8 @@ class Dialog:
         return Request(method, uri, h, body)
 
 
-def _without_tag(value: str) -> str:
-    addr = Address.parse(value)
-    addr.params.pop("tag", None)
+def _without_tag(addr: Address) -> str:
+    """The header value of ``addr`` (the message's cached view, left untouched) without its tag."""
+    if "tag" in addr.params:
+        addr = Address(addr.uri, addr.display_name, {k: v for k, v in addr.params.items() if k != "tag"})
     return str(addr)

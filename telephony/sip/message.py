@@ -94,16 +94,37 @@ def reason_phrase(status: int) -> str:
     return _REASONS.get(status, "Unknown")
 
 
+# Header names as written -> canonical key. Names repeat endlessly ("Via", "call-id", "v"),
+# so the strip/lower/compact-form step runs once per spelling, not once per header line.
+_CANON: dict[str, str] = {}
+_CANON_LIMIT: Final = 4096  # peers could send endless made-up names: stop caching, keep working
+
+
 def _canonical(name: str) -> str:
-    key = name.strip().lower()
-    return _COMPACT.get(key, key)
+    key = _CANON.get(name)
+    if key is None:
+        key = name.strip().lower()
+        key = _COMPACT.get(key, key)
+        # Only valid token names are remembered: the parser trusts a cached spelling.
+        if key and " " not in key and "\t" not in key and len(_CANON) < _CANON_LIMIT:
+            _CANON[name] = key
+    return key
+
+
+_DISPLAY_CACHE: dict[str, str] = dict(_DISPLAY)
 
 
 def _display(key: str) -> str:
-    disp = _DISPLAY.get(key)
-    if disp is not None:
-        return disp
-    return "-".join(p[:1].upper() + p[1:] for p in key.split("-"))
+    disp = _DISPLAY_CACHE.get(key)
+    if disp is None:
+        disp = "-".join(p[:1].upper() + p[1:] for p in key.split("-"))
+        if len(_DISPLAY_CACHE) < _CANON_LIMIT:
+            _DISPLAY_CACHE[key] = disp
+    return disp
+
+
+for _name in (*_DISPLAY, *_DISPLAY.values(), *_COMPACT):
+    _canonical(_name)
 
 
 class ProtocolError(Exception):
@@ -145,33 +166,32 @@ class Headers:
 
     Keys are canonical long names in lower case; list headers are stored one value per
     element, already split at top-level commas, so ``get_all("Via")`` is the Via list.
+    Values are kept as tuples of strings: the garbage collector stops tracking those, which
+    matters because transactions keep their messages for up to 64*T1 (32 s).
     """
 
     __slots__ = ("_map",)
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._map: dict[str, list[str]] = {}
+        self._map: dict[str, tuple[str, ...]] = {}
         for name, value in items:
             self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
         key = _canonical(name)
-        values = split_commas(value) if key in _LIST_HEADERS else [value.strip()]
+        values = tuple(split_commas(value)) if key in _LIST_HEADERS else (value.strip(),)
         bucket = self._map.get(key)
-        if bucket is None:
-            self._map[key] = values
-        else:
-            bucket.extend(values)
+        self._map[key] = values if bucket is None else bucket + values
 
     def prepend(self, name: str, value: str) -> None:
         key = _canonical(name)
-        self._map[key] = [value, *self._map.get(key, [])]
+        self._map[key] = (value, *self._map.get(key, ()))
 
     def set(self, name: str, value: str | int) -> None:
-        self._map[_canonical(name)] = [str(value)]
+        self._map[_canonical(name)] = (str(value),)
 
     def set_all(self, name: str, values: Iterable[str]) -> None:
-        vals = list(values)
+        vals = tuple(values)
         key = _canonical(name)
         if vals:
             self._map[key] = vals
@@ -179,17 +199,17 @@ class Headers:
             self._map.pop(key, None)
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        values = self._map.get(_canonical(name))
+        values = self._map.get(_CANON.get(name) or _canonical(name))
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
-        return list(self._map.get(_canonical(name), ()))
+        return list(self._map.get(_CANON.get(name) or _canonical(name), ()))
 
     def remove(self, name: str) -> None:
         self._map.pop(_canonical(name), None)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and _canonical(name) in self._map
+        return isinstance(name, str) and (_CANON.get(name) or _canonical(name)) in self._map
 
     def items(self) -> Iterator[tuple[str, str]]:
         for key, values in self._map.items():
@@ -199,8 +219,28 @@ class Headers:
 
     def copy(self) -> Headers:
         h = Headers()
-        h._map = {k: list(v) for k, v in self._map.items()}
+        h._map = dict(self._map)  # the value tuples are immutable: share them
         return h
+
+    def _copy_from(self, other: Headers, keys: Iterable[str], *, first_only: bool = False) -> None:
+        """Copy the values (or only the first) of canonical ``keys`` that ``other`` has:
+        responses echo Via, From, To, Call-ID and CSeq without re-parsing them."""
+        src = other._map
+        for key in keys:
+            values = src.get(key)
+            if values:
+                self._map[key] = values[:1] if first_only else values
+
+    def _lines(self, out: list[str]) -> None:
+        """Append ``Name: value`` lines for every header but Content-Length."""
+        for key, values in self._map.items():
+            if key == "content-length":
+                continue
+            disp = _DISPLAY_CACHE.get(key) or _display(key)
+            if len(values) == 1:
+                out.append(f"{disp}: {values[0]}")
+            else:
+                out.extend(f"{disp}: {v}" for v in values)
 
     def __repr__(self) -> str:
         return f"Headers({list(self.items())!r})"
@@ -304,11 +344,8 @@ class Message:
 
     def _serialize(self, start_line: str) -> bytes:
         lines = [start_line]
-        for name, value in self.headers.items():
-            if name != "Content-Length":
-                lines.append(f"{name}: {value}")
-        lines.append(f"Content-Length: {len(self.body)}")
-        lines.append("\r\n")
+        self.headers._lines(lines)
+        lines.append(f"Content-Length: {len(self.body)}\r\n\r\n")
         return "\r\n".join(lines).encode() + self.body
 
 
@@ -422,27 +459,45 @@ def _parse(data: bytes, stream: bool) -> Request | Response:
         head = head_bytes.decode("utf-8")
     except UnicodeDecodeError:
         raise RemoteProtocolError("header section is not valid UTF-8") from None
+    if "\r" in head:
+        head = head.replace("\r\n", "\n")
     raw_lines = head.split("\n")
     start = raw_lines[0].rstrip("\r").strip()
-    # Unfold continuation lines (§7.3.1: a line starting with whitespace continues the last).
-    lines: list[str] = []
-    for raw in raw_lines[1:]:
-        line = raw.rstrip("\r")
-        if line[:1] in (" ", "\t") and lines:
-            lines[-1] += " " + line.strip()
-        elif line:
-            lines.append(line)
+    lines = raw_lines[1:]
+    if "\n " in head or "\n\t" in head or "\r" in head or "" in lines:
+        # Unfold continuation lines (§7.3.1: a line starting with whitespace continues the
+        # last), drop blank ones and stray CRs: the slow path, for unusual peers only.
+        lines = []
+        for raw in raw_lines[1:]:
+            line = raw.rstrip("\r")
+            if line[:1] in (" ", "\t") and lines:
+                lines[-1] += " " + line.strip()
+            elif line:
+                lines.append(line)
 
     is_response = start.startswith("SIP/")
     headers = Headers()
+    hmap = headers._map
+    canon = _CANON
     for line in lines:
         name, colon, value = line.partition(":")
-        name = name.strip()
-        if not colon or not name or " " in name:
+        key = canon.get(name)
+        if key is None:
+            name = name.strip()
+            if not colon or not name or " " in name:
+                raise RemoteProtocolError(
+                    f"header line {line[:40]!r} has no 'Name:' part",
+                    headers=_salvage(lines),
+                    is_request=not is_response,
+                )
+            key = _canonical(name)
+        elif not colon:
             raise RemoteProtocolError(
                 f"header line {line[:40]!r} has no 'Name:' part", headers=_salvage(lines), is_request=not is_response
             )
-        headers.add(name, value)
+        values = tuple(split_commas(value)) if key in _LIST_HEADERS else (value.strip(),)
+        bucket = hmap.get(key)
+        hmap[key] = values if bucket is None else bucket + values
 
     if is_response:
         return _parse_response(start, headers, body, stream)

@@ -63,6 +63,7 @@ __all__ = [
 T1: Final = 0.5
 T2: Final = 4.0
 T4: Final = 5.0
+_COMPACT_MIN: Final = 1024  # timer heap entries before stale ones are swept out
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +142,7 @@ TransactionEvent = RequestReceived | AckReceived | ResponseReceived | StrayRespo
 # Transactions -------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Base:
     layer: TransactionLayer
     request: Request
@@ -150,11 +151,13 @@ class _Base:
     state: TxState = TxState.TRYING
     timers: dict[str, float] = field(default_factory=dict)
     owner: object = None  # the TU's object (a call), so events can be dispatched in O(1)
+    last_response: Response | None = None
     _interval: float = T1
+    _last_bytes: bytes | None = None  # server: the response retransmissions repeat
+    is_invite: bool = field(init=False)
 
-    @property
-    def is_invite(self) -> bool:
-        return self.request.method == "INVITE"
+    def __post_init__(self) -> None:
+        self.is_invite = self.request.method == "INVITE"
 
     @property
     def terminated(self) -> bool:
@@ -176,7 +179,7 @@ class _Base:
 class ClientTransaction(_Base):
     """INVITE (§17.1.1) or non-INVITE (§17.1.2) client transaction."""
 
-    last_response: Response | None = None
+    __slots__ = ()
 
     def _start(self, now: float) -> None:
         self.state = TxState.CALLING if self.is_invite else TxState.TRYING
@@ -243,8 +246,7 @@ class ClientTransaction(_Base):
 class ServerTransaction(_Base):
     """INVITE (§17.2.1) or non-INVITE (§17.2.2) server transaction."""
 
-    last_response: Response | None = None
-    _last_bytes: bytes | None = None
+    __slots__ = ()
 
     def respond(self, response: Response, now: float) -> None:
         """Send a response from the TU. Responses after the final one are a TU bug and dropped."""
@@ -275,6 +277,9 @@ class ServerTransaction(_Base):
         else:
             self.state = TxState.COMPLETED
             self._arm("J", now + (0.0 if self.peer.reliable else 64 * T1))
+        # From now on the transaction only absorbs retransmissions (up to 64*T1): keep the raw
+        # headers, drop the parsed Via/From/To/Contact views (recomputed if anyone asks).
+        self.request.invalidate()
 
     def _reply_to(self) -> Destination:
         """Responses go to the top Via's received/rport (§18.2.2, RFC 3581 §4), i.e. the source."""
@@ -331,6 +336,7 @@ class TransactionLayer:
         # matched to the INVITE the way the UAS core matches it to the dialog.
         self._accepted: dict[tuple[str, int], ServerTransaction] = {}
         self._heap: list[tuple[float, int, _Base]] = []
+        self._compact_at = _COMPACT_MIN
         self._seq = itertools.count()
         self._out: list[tuple[bytes, Destination]] = []
         self._events: deque[TransactionEvent] = deque()
@@ -433,7 +439,24 @@ class TransactionLayer:
         self._out.append((data, dest))
 
     def _schedule(self, tx: _Base, at: float) -> None:
-        heapq.heappush(self._heap, (at, next(self._seq), tx))
+        heap = self._heap
+        heapq.heappush(heap, (at, next(self._seq), tx))
+        if len(heap) > self._compact_at:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the heap entries of timers that were stopped or re-armed and of ended transactions.
+
+        Such entries are only skipped once they reach the top of the heap, and until then they
+        keep whole transactions alive: every INVITE's 128 s guard (Timer L before an answer) and
+        every non-INVITE's Timer J guard would hold its messages for two minutes, a heap the
+        garbage collector walks again and again. Done in place (``handle_timer`` may be iterating)
+        when the heap has doubled, so it costs O(1) per timer armed.
+        """
+        heap = self._heap
+        heap[:] = [e for e in heap if not e[2].terminated and e[0] in e[2].timers.values()]
+        heapq.heapify(heap)
+        self._compact_at = max(_COMPACT_MIN, 2 * len(heap))
 
     def _forget(self, tx: _Base) -> None:
         if isinstance(tx, ClientTransaction):

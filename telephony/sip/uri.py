@@ -8,6 +8,7 @@ Every failure raises :class:`SipSyntaxError`, which the message layer turns into
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
@@ -17,6 +18,15 @@ _BAD_HOST_CHARS = frozenset(" \t<>\"'")
 
 # Characters allowed unescaped in the user part (RFC 3261 §25.1 user-unreserved + unreserved).
 _USER_SAFE = "-_.!~*'()&=+$,;?/"
+# A user part made only of these needs no escaping: skip urllib's quote() (the common case).
+_PLAIN_USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/]*")
+
+
+# Parsed URIs and addresses by their text, bounded (cleared when full: peers could send
+# endless distinct values). Entries are private copies, never handed out.
+_PARSED_CACHED = 2048
+_URIS: dict[str, SipURI] = {}
+_ADDRESSES: dict[str, Address] = {}
 
 
 class SipSyntaxError(ValueError):
@@ -61,6 +71,8 @@ def split_commas(value: str) -> list[str]:
 def parse_params(text: str) -> dict[str, str | None]:
     """Parse ``;a=b;c`` parameters (leading ``;`` optional). Names are lower-cased."""
     params: dict[str, str | None] = {}
+    if not text:
+        return params
     for raw in text.split(";"):
         item = raw.strip()
         if not item:
@@ -80,6 +92,8 @@ def parse_params(text: str) -> dict[str, str | None]:
 
 
 def format_params(params: dict[str, str | None]) -> str:
+    if not params:
+        return ""
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
 
 
@@ -97,6 +111,24 @@ class SipURI:
 
     @classmethod
     def parse(cls, text: str) -> SipURI:
+        """Parse a URI. Results are remembered by text (a peer repeats its URIs in every
+        message of a dialog and every call): the caller gets its own copy to change."""
+        cached = _URIS.get(text)
+        if cached is not None:
+            return cached.copy()
+        uri = cls._parse(text)
+        if len(_URIS) >= _PARSED_CACHED:
+            _URIS.clear()
+        _URIS[text] = uri.copy()
+        return uri
+
+    def copy(self) -> SipURI:
+        return SipURI(
+            self.scheme, self.user, self.host, self.port, dict(self.params), dict(self.headers), self.password
+        )
+
+    @classmethod
+    def _parse(cls, text: str) -> SipURI:
         text = text.strip()
         scheme, sep, rest = text.partition(":")
         scheme = scheme.lower()
@@ -118,7 +150,7 @@ class SipURI:
             userinfo, rest = rest.rsplit("@", 1)
             if ":" in userinfo:
                 userinfo, password = userinfo.split(":", 1)
-            user = unquote(userinfo)
+            user = unquote(userinfo) if "%" in userinfo else userinfo
             if not user:
                 raise SipSyntaxError(f"URI {text!r} has an empty user part")
         hostport, _, ptext = rest.partition(";")
@@ -144,8 +176,9 @@ class SipURI:
         if self.scheme == "tel":
             return f"tel:{self.user}{format_params(self.params)}"
         out = [self.scheme, ":"]
-        if self.user is not None:
-            out.append(quote(self.user, safe=_USER_SAFE))
+        user = self.user
+        if user is not None:
+            out.append(user if _PLAIN_USER.fullmatch(user) else quote(user, safe=_USER_SAFE))
             if self.password is not None:
                 out.append(":" + self.password)
             out.append("@")
@@ -198,6 +231,22 @@ class Address:
 
     @classmethod
     def parse(cls, text: str) -> Address:
+        """Parse a header value; remembered by text like :meth:`SipURI.parse` (the From of an
+        INVITE comes back in its ACK and BYE): the caller gets its own copy to change."""
+        cached = _ADDRESSES.get(text)
+        if cached is not None:
+            return cached.copy()
+        addr = cls._parse(text)
+        if len(_ADDRESSES) >= _PARSED_CACHED:
+            _ADDRESSES.clear()
+        _ADDRESSES[text] = addr.copy()
+        return addr
+
+    def copy(self) -> Address:
+        return Address(self.uri.copy(), self.display_name, dict(self.params), self.wildcard)
+
+    @classmethod
+    def _parse(cls, text: str) -> Address:
         text = text.strip()
         if text == "*":
             return cls(uri=SipURI(host="*"), wildcard=True)
@@ -212,12 +261,12 @@ class Address:
                 display = display_text[1:-1].replace('\\"', '"').replace("\\\\", "\\")
             elif display_text:
                 display = display_text
-            uri = SipURI.parse(text[lt + 1 : gt])
+            uri = SipURI._parse(text[lt + 1 : gt])
             params = parse_params(text[gt + 1 :])
         else:
             # addr-spec: URI parameters after ';' belong to the header, not the URI (§20.10).
             uri_text, _, ptext = text.partition(";")
-            uri = SipURI.parse(uri_text)
+            uri = SipURI._parse(uri_text)
             params = parse_params(ptext)
         return cls(uri=uri, display_name=display, params=params)
 

@@ -140,6 +140,61 @@ def test_tap_flushes_periodically_and_drops_very_late_packets() -> None:
     assert len(out.left_all) == len(out.right_all) and len(out.left_all) % 160 == 0
 
 
+def test_tap_keeps_each_packets_codec_across_a_renegotiation() -> None:
+    out = Collector()
+    tap = Tap(out, now=0.0, flush_interval=10.0, delay=0.2)
+    ulaw, alaw = frame(1000), frame(1000, "PCMA")
+    for k in range(20):  # 400 ms of u-law, then A-law; the last u-law packet arrives after the switch
+        if k != 9:
+            tap.feed(0, 160 * k, 1, ulaw if k < 10 else alaw, "PCMU" if k < 10 else "PCMA", 0.02 * k)
+    tap.feed(0, 160 * 9, 1, ulaw, "PCMU", 0.34)  # 160 ms late: within the 200 ms delay
+    tap.close(0.4)
+    left = out.left_all
+    assert len(left) == 3200
+    assert np.all(left[:1600] == g711.ULAW_DECODE[ulaw[0]])
+    assert np.all(left[1600:] == g711.ALAW_DECODE[alaw[0]])
+
+
+def test_tap_places_irregular_packets_like_regular_ones() -> None:
+    """Packets of 10, 20 and 30 ms, some reordered: each sample lands in place."""
+    out = Collector()
+    tap = Tap(out, now=0.0, flush_interval=0.1, delay=0.1, first_flush=0.1)  # nothing arrives late
+    rng = np.random.default_rng(7)
+    pos, packets = 0, []
+    while pos < 3500:
+        size = int(rng.choice([80, 160, 240]))
+        packets.append((pos, rng.integers(0, 256, size, dtype=np.uint8).tobytes()))
+        pos += size + int(rng.choice([0, 0, 0, 160]))  # and a lost 20 ms now and then
+    expected = np.zeros(4000, dtype=np.int16)
+    for pos, codes in packets:
+        expected[pos : pos + len(codes)] = g711.ULAW_DECODE[np.frombuffer(codes, dtype=np.uint8)]
+    order = list(range(len(packets)))
+    for i in range(1, len(order) - 1, 5):
+        order[i], order[i + 1] = order[i + 1], order[i]
+    for i in order:
+        pos, codes = packets[i]
+        tap.feed(0, 1000 + pos, 1, codes, "PCMU", pos / 8000 + 0.01)
+    tap.close(0.5)
+    assert np.array_equal(out.left_all, expected)
+
+
+def test_bridge_tap_follows_attach_and_detach() -> None:
+    a, b = FakeLeg(), FakeLeg()
+    bridge = Bridge(a, b)
+    out = Collector()
+    tap = Tap(out, now=0.0, flush_interval=10.0, delay=0.0)
+    bridge.attach_tap(tap)
+    assert bridge.tap is tap
+    a.receive(build_rtp(0, 1, 0, 5, frame(100)), 0.0)
+    b.receive(build_rtp(0, 1, 0, 6, frame(-100)), 0.0)
+    bridge.attach_tap(None)
+    a.receive(build_rtp(0, 2, 160, 5, frame(100)), 0.02)  # not tapped any more
+    tap.close(0.04)
+    assert np.all(out.left_all[:160] == g711.ULAW_DECODE[frame(100)[0]]) and np.all(out.left_all[160:] == 0)
+    assert np.all(out.right_all[:160] == g711.ULAW_DECODE[frame(-100)[0]])
+    assert len(b.sent) == 2 and len(a.sent) == 1
+
+
 def test_player_pacing_timestamps_marker_and_loop() -> None:
     pcm = tone(1000, 0.05)  # 400 samples -> 3 frames, the last padded with silence
     playout = Playout(pcm, "PCMA", start=10.0, timestamp=1000, loop=False)

@@ -219,6 +219,54 @@ async def test_aclose_and_background_writer(tmp_path):
     assert read_stereo(info.path)[: 25 * FRAME].tolist() == [[3, 4]] * (25 * FRAME)
 
 
+def test_a_flush_is_two_writes_and_an_idle_one_none(tmp_path, monkeypatch):
+    """The block, then the header with its sizes: no seek, no per-frame write (see the module docstring)."""
+    import recordings.recorder as recorder_module
+
+    calls: list[tuple[int, int]] = []
+    real_pwrite = os.pwrite
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        calls.append((len(data), offset))
+        return real_pwrite(fd, data, offset)
+
+    clock = Clock()
+    rec = recorder(tmp_path, clock, flush_interval=0.5, max_lag=0.1)
+    monkeypatch.setattr(recorder_module.os, "pwrite", pwrite)
+    for _ in range(25):
+        clock.t += 0.02
+        rec.customer(frame(1))
+        rec.agent(frame(2))
+    rec.flush()
+    assert calls == [(25 * FRAME * 4, 44), (44, 0)]
+    calls.clear()
+    rec.flush()  # nothing new (and no wall-clock padding due yet)
+    assert calls == []
+    info = rec.close()
+    assert info.frames == 25 * FRAME and read_stereo(info.path)[:, 1].tolist() == [2] * (25 * FRAME)
+
+
+async def test_tap_fed_background_recorder_is_written_per_batch(tmp_path):
+    rec = StereoWavRecorder(tmp_path / "tap.wav", flush_interval=0.2, max_lag=0.05)
+    for batch in range(3):
+        rec.feed_stereo(np.full(4000, batch + 1, np.int16), np.full(4000, -batch - 1, np.int16))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with wave.open(str(rec.path)) as w:
+                if w.getnframes() >= (batch + 1) * 4000:
+                    break
+            time.sleep(0.02)
+        with wave.open(str(rec.path)) as w:
+            assert w.getnframes() == (batch + 1) * 4000, "the writer did not write the batch"
+        deadline = time.monotonic() + 5
+        while not rec._parked and time.monotonic() < deadline:  # nothing pending: the writer lets it be
+            time.sleep(0.02)
+        assert rec._parked
+    info = await rec.aclose()
+    audio = read_stereo(info.path)
+    assert audio[:, 0].tolist() == [1] * 4000 + [2] * 4000 + [3] * 4000 and (audio[:, 1] == -audio[:, 0]).all()
+
+
 CHILD = textwrap.dedent(
     """
     import sys, time
