@@ -615,6 +615,60 @@ class Acd:
             self._enqueue(call, q, now, sticky_agent=sticky_agent)
         return self._flush(now)
 
+    def caller_identified(
+        self,
+        call_id: str,
+        now: float,
+        *,
+        contact_id: str | None = None,
+        vip: bool = False,
+        sticky_agent: str | None = None,
+    ) -> list[AcdOutput]:
+        """What the service's caller look-up found, arriving after the call was queued: routing
+        does not wait for the database. A call still waiting in line gets its VIP credit (its
+        place moves up as if it had been VIP on arrival) and its sticky reservation, for what is
+        left of ``sticky_wait_s`` since it entered (or at once if that agent is ready). A call
+        already offered, connected or gone keeps its course; ``contact_id`` is recorded anyway."""
+        self._advance(now)
+        call = self._calls.get(call_id)
+        if call is None:
+            return self._flush(now)
+        if contact_id is not None and call.contact_id is None:
+            call.contact_id = contact_id
+        if call.phase is not CallPhase.WAITING or call.callback is not None:
+            return self._flush(now)
+        q = call.queue
+        if vip and not call.vip:
+            call.vip = True
+            q.waiting.remove(call.call_id)
+            q.waiting.release_place(call.key)
+            call.key = (call.arrived_at - self._credit(call, q), call.key[1])
+            q.waiting.hold_place(call.key)
+            q.waiting.add(call.step, (call.key[0], call.key[1], call.call_id))
+            self._dirty_calls[call.call_id] = None
+        sticky = self._agents.get(sticky_agent) if sticky_agent else None
+        until = call.entered_at + q.cfg.sticky_wait_s
+        if (
+            sticky is not None
+            and q.cfg.id in sticky.members
+            and sticky.sm.state is not A.LOGGED_OUT
+            and (sticky.sm.state is A.READY or until > now)
+        ):
+            q.waiting.remove(call.call_id)
+            self._dirty_calls.pop(call.call_id, None)
+            call.phase = CallPhase.STICKY
+            call.sticky_agent = sticky.cfg.id
+            sticky.sticky.add(call.call_id)
+            self._arm("sticky", call.call_id, max(now, until))
+            if sticky.sm.state is A.READY:
+                self._dirty_agents[sticky.cfg.id] = None
+        return self._flush(now)
+
+    def has_ready_agent(self, queue: str) -> bool:
+        """Whether some member of ``queue`` is ready now (skills aside): a call arriving now
+        could be offered at once, so who it is (a sticky customer) may change the agent."""
+        return len(self._queue(queue).ready) > 0
+
     def offer_answered(self, call_id: str, agent_id: str, now: float) -> list[AcdOutput]:
         """The agent answered (ring mode), or the service confirms the nailed bridge. A stale
         answer (the caller left, another agent won) yields :class:`ReleaseAgentLeg`."""

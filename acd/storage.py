@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import TextClause, bindparam, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -178,6 +178,9 @@ class SqlCallerLookup:
         self.sessionmaker = sessionmaker
         self.sticky_days = sticky_days
         self.min_talk_s = min_talk_s
+        # Optional tables found missing once are not asked again (each miss is a failed
+        # statement and a rollback, on every call).
+        self._missing: set[str] = set()
 
     async def __call__(self, number: str) -> CallerInfo:
         if not number:
@@ -187,35 +190,18 @@ class SqlCallerLookup:
         vip = False
         best: tuple[datetime, str] | None = None
         async with self.sessionmaker() as session:
-            row = await _optional(session, "SELECT id, vip FROM contacts WHERE phone = :n", n=number)
+            row = await self._optional(session, "contacts", _CONTACT_SQL, n=number)
             if row:
                 contact_id, vip = str(row[0][0]), bool(row[0][1])
-            attempts = await _optional(
-                session,
-                "SELECT agent_id, bridged_at, talk_seconds FROM call_attempts WHERE number = :n "
-                "AND agent_id IS NOT NULL AND bridged_at IS NOT NULL ORDER BY bridged_at DESC LIMIT 5",
-                n=number,
-            )
+            attempts = await self._optional(session, "call_attempts", _ATTEMPTS_SQL, n=number)
             for agent, at, talk in attempts:
                 when = _utc(at)
                 if when is not None and when >= since and (talk is None or float(talk) >= self.min_talk_s):
                     best = (when, str(agent))
                     break
             try:
-                entered = QueueLogRow.__table__.alias("entered")
-                stmt = (
-                    select(QueueLogRow.agent, QueueLogRow.time, QueueLogRow.data2)
-                    .join(entered, entered.c.call_id == QueueLogRow.call_id)
-                    .where(
-                        entered.c.event == "ENTERQUEUE",
-                        entered.c.data2 == number,
-                        QueueLogRow.event.in_(_COMPLETE),
-                        QueueLogRow.time >= since,
-                    )
-                    .order_by(QueueLogRow.time.desc())
-                    .limit(10)
-                )
-                for agent, at, call_s in (await session.execute(stmt)).all():
+                rows = (await session.execute(_STICKY_SELECT, {"number": number, "since": since})).all()
+                for agent, at, call_s in rows:
                     if _number(call_s) >= self.min_talk_s:
                         if best is None or at > best[0]:
                             best = (at, agent)
@@ -229,15 +215,39 @@ class SqlCallerLookup:
             last_agent_at=best[0] if best else None,
         )
 
+    async def _optional(self, session: AsyncSession, table: str, sql: TextClause, **params: Any) -> list[Any]:
+        if table in self._missing:
+            return []
+        try:
+            return list((await session.execute(sql, params)).all())
+        except SQLAlchemyError as exc:
+            await session.rollback()
+            if "no such table" in str(exc) or "does not exist" in str(exc):
+                self._missing.add(table)
+            log.debug("acd.optional_lookup_failed", table=table, error=str(exc).splitlines()[0])
+            return []
 
-async def _optional(session: AsyncSession, sql: str, **params: Any) -> list[Any]:
-    """Rows of ``sql``, or [] when the table is not there (another domain's optional schema)."""
-    try:
-        return list((await session.execute(text(sql), params)).all())
-    except SQLAlchemyError as exc:
-        await session.rollback()
-        log.debug("acd.optional_lookup_failed", error=str(exc).splitlines()[0])
-        return []
+
+# Built once: SQLAlchemy statements are objects, and building them per call made garbage
+# (columns, aliases) that only a full collection frees, besides the compile-cache misses.
+_CONTACT_SQL = text("SELECT id, vip FROM contacts WHERE phone = :n")
+_ATTEMPTS_SQL = text(
+    "SELECT agent_id, bridged_at, talk_seconds FROM call_attempts WHERE number = :n "
+    "AND agent_id IS NOT NULL AND bridged_at IS NOT NULL ORDER BY bridged_at DESC LIMIT 5"
+)
+_ENTERED = QueueLogRow.__table__.alias("entered")
+_STICKY_SELECT = (
+    select(QueueLogRow.agent, QueueLogRow.time, QueueLogRow.data2)
+    .join(_ENTERED, _ENTERED.c.call_id == QueueLogRow.call_id)
+    .where(
+        _ENTERED.c.event == "ENTERQUEUE",
+        _ENTERED.c.data2 == bindparam("number"),
+        QueueLogRow.event.in_(_COMPLETE),
+        QueueLogRow.time >= bindparam("since", type_=QueueLogRow.__table__.c.time.type),
+    )
+    .order_by(QueueLogRow.time.desc())
+    .limit(10)
+)
 
 
 def _utc(value: object) -> datetime | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 __all__ = [
@@ -251,6 +251,8 @@ class SessionDescription:
     _choices: dict[tuple[str, ...], _Choice] | None = field(
         default=None, init=False, repr=False, compare=False, hash=False
     )
+    # The text, once built: an answer is serialized to compare versions (RFC 3264 §8) and to send.
+    _text: str | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     @classmethod
     def parse(cls, text: str | bytes) -> SessionDescription:
@@ -338,6 +340,13 @@ class SessionDescription:
         )
 
     def to_text(self) -> str:
+        text = self._text
+        if text is None:
+            text = self._build_text()
+            object.__setattr__(self, "_text", text)  # a cache, not part of the value
+        return text
+
+    def _build_text(self) -> str:
         out = [f"v={self.version}", f"o={self.origin}", f"s={self.session_name}"]
         out.extend(f"{kind}={value}" for kind, value in self.other_lines if kind in "iuep")
         if self.connection is not None:
@@ -370,7 +379,21 @@ class SessionDescription:
         return direction or "sendrecv"
 
     def with_version(self, session_version: int) -> SessionDescription:
-        return replace(self, origin=replace(self.origin, session_version=session_version))
+        o = self.origin
+        if o.session_version == session_version:
+            return self
+        # Built directly: dataclasses.replace() inspects the fields on every call (twice per answer).
+        origin = Origin(o.username, o.session_id, session_version, o.nettype, o.addrtype, o.address)
+        return SessionDescription(
+            origin,
+            self.session_name,
+            self.connection,
+            self.media,
+            self.attributes,
+            self.times,
+            self.other_lines,
+            self.version,
+        )
 
 
 def _parse_origin(value: str, number: int) -> Origin:

@@ -155,6 +155,9 @@ async def _serve(config: UAConfig, echo: bool, play: Path | None, duration: floa
     # allocate (they took 200 ms at 300 calls/s, longer than a SIP retransmission interval).
     gc.collect()
     gc.freeze()
+    # Young collections every 10,000 net allocations instead of 700: each call allocates a
+    # few hundred short-lived objects, and collecting that often promotes them half-built.
+    gc.set_threshold(10_000, 10, 10)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import re
 import secrets
 import socket
@@ -59,6 +60,7 @@ __all__ = ["Call", "CallDirection", "CallState", "OptionsKeepalive", "TrunkRegis
 log = structlog.get_logger(__name__)
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REGISTER"
+_TIMER_SLOTS_PER_S = 100  # transaction timers fire on a 10 ms grid (see UserAgent._rearm)
 SDP = "application/sdp"
 
 
@@ -437,6 +439,8 @@ class Call:
         for handle in (self._ring_timer, self._cancel_guard, self._probe_timer):
             if handle is not None:
                 handle.cancel()
+        # A cancelled handle still holds its callback (a bound method of this call): a cycle.
+        self._ring_timer = self._cancel_guard = self._probe_timer = None
         self._release_transactions()
         if self.dialog is not None:
             self.ua._dialogs.pop(self.dialog.id, None)
@@ -447,6 +451,12 @@ class Call:
         self.log.info("call.ended", outcome=self.outcome.outcome.value, sip_status=self.outcome.sip_status, by=ended_by)
         if self.ua.on_call_ended is not None:
             self.ua.on_call_ended(self)
+        # Break the call <-> media (and call <-> handler closure) reference cycles, so that an
+        # ended call is freed by reference counting rather than by a full garbage collection.
+        if self.media is not None:
+            self.media.on_dtmf = None
+            self.media.on_timeout = None
+        self.on_dtmf = None
 
     def _release_transactions(self) -> None:
         """Transactions outlive the call (Timers K and M, up to 64*T1) but need nothing of it
@@ -454,8 +464,10 @@ class Call:
         instead of being walked by the garbage collector for another 32 s. The INVITE's keeps
         the ACK, to answer retransmissions of the 2xx (§13.2.2.4)."""
         for tx in (self._invite_tx, self._probe_tx, self._bye_tx):
-            if tx is not None and tx.owner is self:
-                tx.owner = None
+            if tx is not None:
+                tx.request.invalidate()  # keep the raw headers, not the parsed views
+                if tx.owner is self:
+                    tx.owner = None
         tx = self._invite_tx
         if tx is not None and self._ack is not None and self._dest is not None and tx.state is TxState.ACCEPTED:
             tx.owner = _Reack(self._ack.to_bytes(), self._dest)
@@ -804,6 +816,13 @@ class UserAgent:
 
     def _rearm(self) -> None:
         at = self._layer.get_timer()
+        if at is not None:
+            # Up to 10 ms late, on a 10 ms grid: under load thousands of transactions end per
+            # second (Timers J, K, L), and deadlines in one slot share one wake-up and one
+            # loop timer instead of re-arming it for each. RFC 3261 timers are >= 500 ms but
+            # for 0 s ones on reliable transports, for which 10 ms changes nothing.
+            slot = math.ceil(at * _TIMER_SLOTS_PER_S) / _TIMER_SLOTS_PER_S
+            at = slot if slot >= at else slot + 1 / _TIMER_SLOTS_PER_S
         if at == self._timer_at:
             return
         if self._timer is not None:
@@ -891,6 +910,9 @@ class UserAgent:
             elif isinstance(owner, _Reack) and 200 <= ev.response.status < 300:
                 self.stats["sent"] += 1  # a 2xx retransmission for a call that already ended
                 self._transport.send(owner.data, owner.dest)
+            # The transaction keeps its last response for up to 64*T1: drop the parsed views
+            # (Via, From, To, Contact) now that the response has been handled.
+            ev.response.invalidate()
         elif isinstance(ev, StrayResponse):
             call = self._calls.get(ev.response.call_id)
             if call is not None and call._ack is not None and call._dest is not None:

@@ -495,7 +495,14 @@ def _parse(data: bytes, stream: bool) -> Request | Response:
             raise RemoteProtocolError(
                 f"header line {line[:40]!r} has no 'Name:' part", headers=_salvage(lines), is_request=not is_response
             )
-        values = tuple(split_commas(value)) if key in _LIST_HEADERS else (value.strip(),)
+        values: tuple[str, ...]
+        if key not in _LIST_HEADERS:
+            values = (value.strip(),)
+        elif "," in value:
+            values = tuple(split_commas(value))
+        else:
+            stripped = value.strip()
+            values = (stripped,) if stripped else ()
         bucket = hmap.get(key)
         hmap[key] = values if bucket is None else bucket + values
 
@@ -531,10 +538,11 @@ def _parse_request(start: str, headers: Headers, body: bytes, stream: bool) -> R
         raise RemoteProtocolError(f"unsupported version {version[:20]!r}", status_hint=505, headers=headers)
     if not method.isalpha() or not method.isupper():
         raise RemoteProtocolError(f"method {method[:20]!r} is not an upper-case token", headers=headers)
+    hmap = headers._map
     for key in _REQUIRED_REQUEST_HEADERS:
-        if key not in headers:
+        if key not in hmap:
             raise RemoteProtocolError(f"missing {_display(key)} header", headers=headers)
-    if not headers.get("call-id"):
+    if not hmap["call-id"][0]:
         raise RemoteProtocolError("empty Call-ID header", headers=headers)
     try:
         uri = SipURI.parse(uri_text)
@@ -557,7 +565,8 @@ def _parse_request(start: str, headers: Headers, body: bytes, stream: bool) -> R
     if not via.branch and method != "ACK":
         # RFC 2543 peers omit the magic cookie; we still require *a* branch to key transactions.
         raise RemoteProtocolError("top Via has no branch parameter", headers=headers)
-    mf = headers.get("max-forwards")
+    mfs = hmap.get("max-forwards")
+    mf = mfs[0] if mfs else None
     if mf is not None and (not mf.isdigit() or int(mf) > 255):
         raise RemoteProtocolError(f"Max-Forwards {mf!r} is not 0-255", headers=headers)
     return req
@@ -570,8 +579,10 @@ def _parse_response(start: str, headers: Headers, body: bytes, stream: bool) -> 
     status = int(parts[1])
     if not 100 <= status <= 699:
         raise RemoteProtocolError(f"status {status} is outside 100-699", is_request=False)
-    for key in ("via", "from", "to", "call-id", "cseq"):
-        if not headers.get(key):
+    hmap = headers._map
+    for key in _REQUIRED_REQUEST_HEADERS:
+        values = hmap.get(key)
+        if not values or not values[0]:
             raise RemoteProtocolError(f"response without {_display(key)}", is_request=False)
     resp = Response(status, parts[2] if len(parts) > 2 else "", headers, _body_for(headers, body, stream, False))
     try:

@@ -289,6 +289,38 @@ def test_sticky_agent_logged_out_means_no_wait_and_logout_releases_waiting_calls
     assert acd.call_info("c2").phase is CallPhase.WAITING
 
 
+def test_a_late_caller_look_up_gives_a_waiting_call_its_vip_place_and_sticky_agent() -> None:
+    # The service queues a call at once and feeds what the database says when it comes back.
+    acd = simple("sticky", "other", wrapup_s=0, sticky_wait_s=20, vip_credit_s=60)
+    acd.call_arrived("c1", "q", 1)
+    acd.call_arrived("c2", "q", 2)
+    acd.caller_identified("c2", 3, contact_id="k2", vip=True)
+    assert [c.call_id for c in acd.calls_in_line("q")] == ["c2", "c1"]  # 60 s of credit from its arrival
+    assert acd.call_info("c2").contact_id == "k2" and acd.call_info("c2").vip
+    assert offers(acd.agent_login("other", 4)) == [("c2", "other")]  # the VIP first
+    # sticky: the agent's reservation lasts what is left of sticky_wait_s since the call entered
+    acd2 = simple("sticky", "other", wrapup_s=0, sticky_wait_s=20)
+    acd2.agent_login("sticky", 0)
+    acd2.agent_pause("sticky", 0)
+    acd2.call_arrived("back", "q", 10)
+    acd2.caller_identified("back", 12, sticky_agent="sticky")
+    assert acd2.call_info("back").phase is CallPhase.STICKY and acd2.next_deadline() == 30
+    acd2.agent_login("other", 13)
+    assert acd2.call_info("back").phase is CallPhase.STICKY  # other is ready but must not take it
+    assert offers(acd2.agent_ready("sticky", 14)) == [("back", "sticky")]
+    assert acd2.audit(14) == []
+
+
+def test_a_late_caller_look_up_changes_nothing_for_a_call_already_offered() -> None:
+    acd = simple("a", "b", vip_credit_s=60)
+    acd.agent_login("a", 0)
+    assert offers(acd.call_arrived("c", "q", 1)) == [("c", "a")]
+    assert acd.caller_identified("c", 2, vip=True, sticky_agent="b") == []
+    assert acd.call_info("c").phase is CallPhase.OFFERED and not acd.call_info("c").vip
+    assert acd.caller_identified("gone", 3, vip=True) == []
+    assert acd.audit(3) == []
+
+
 def test_max_wait_to_voicemail() -> None:
     acd = simple("a", max_wait_s=60)
     acd.call_arrived("c", "q", 0)
