@@ -75,10 +75,13 @@ class MediaSession:
         self._receiver = RtpReceiver(media_timeout=media_timeout)
         self._accept = self._receiver.on_packet
         self._send = endpoint.send
+        self._peer: tuple[str, int] | None = None  # the address the socket is connected to
         # MediaLeg's params and sender, as plain attributes: the bridge reads both per packet.
         # Read-only for everyone else; start() sets params.
         self.params: MediaParams | None = None
         self.sender: RtpSender = self._sender
+        # MediaLeg.rtp_out: the connected socket's send while the peer is latched, else send_rtp.
+        self.rtp_out: Callable[[bytes], object] = self.send_rtp
         self.negotiated: MediaParams | None = None  # from answer(), until start()
         self._last_offer: SessionDescription | None = None
         self._sdp_version = 0
@@ -127,6 +130,34 @@ class MediaSession:
 
     def set_rtp_handler(self, handler: RtpHandler | None) -> None:
         self._handler = handler
+
+    def _update_out(self) -> None:
+        receiver = self._receiver
+        destination = receiver.latched or receiver.signalled
+        peer = self._peer
+        if self._can_send and not self._closed and peer is not None and destination == peer:
+            self.rtp_out = self._endpoint.send_to_peer
+        else:
+            self.rtp_out = self.send_rtp
+
+    def _latched(self, addr: tuple[str, int]) -> None:
+        """A packet accepted from ``addr`` while the socket is not connected to it: connect it once
+        the receiver has latched onto ``addr`` (symmetric RTP), so the kernel filters other sources."""
+        if self._closed or self._receiver.latched != addr:
+            return
+        endpoint = self._endpoint
+        if self._peer is not None:
+            endpoint.disconnect()
+            self._peer = None
+        endpoint.connect(addr)
+        self._peer = endpoint.peer
+        self._update_out()
+
+    def _unlatch(self) -> None:
+        """Listen to every source again (the latch was dropped, or the latched source went quiet)."""
+        if self._peer is not None and self._endpoint.disconnect():
+            self._peer = None
+            self._update_out()
 
     # -- negotiation ----------------------------------------------------------------------
 
@@ -198,6 +229,9 @@ class MediaSession:
         self._pt = params.payload_type
         self._dtmf_pt = params.dtmf_pt if params.dtmf_pt is not None else -1
         self._can_send = params.sends and remote is not None
+        if self._receiver.latched is None:
+            self._unlatch()
+        self._update_out()
         self._timed_out = False
         self._arm_watchdog()
         log.debug(
@@ -215,6 +249,8 @@ class MediaSession:
         now = self._time()
         if not self._accept(addr, data, now):
             return
+        if addr is not self._peer:  # the connected socket passes its peer itself
+            self._latched(addr)
         pt = data[1] & 0x7F
         if pt == self._dtmf_pt:
             self._on_dtmf_packet(data)
@@ -309,6 +345,10 @@ class MediaSession:
         if self._closed:
             return
         now = self._time()
+        receiver = self._receiver
+        if self._peer is not None and (receiver.last_rx is None or now - receiver.last_rx >= receiver.relatch_after):
+            # Connected, the kernel hides other sources: quiet long enough for a re-latch, so listen again.
+            self._unlatch()
         if not self._timed_out and self._receiver.timed_out(now):
             self._timed_out = True
             log.info("media.timeout", port=self.local_port, seconds=self._receiver.media_timeout)
@@ -464,6 +504,8 @@ class MediaSession:
             self._watchdog.cancel()
             self._watchdog = None
         self._handler = None
+        self._peer = None
+        self.rtp_out = self.send_rtp
         self._endpoint.close()
         # End dtmf() iterators once they have read the digits still queued.
         if self._dtmf_q is not None:

@@ -5,11 +5,21 @@ RFC 3550 §11 wants RTP on an even port (RTCP on the next odd one, which we do n
 remembers which this process holds, and :func:`open_rtp_endpoint` retries on EADDRINUSE
 so other programs on the host do not make a call fail. Works on IPv4 and IPv6; with uvloop
 as the event loop in production, with plain asyncio in tests.
+
+:class:`RtpEndpoint` reads its non-blocking socket itself (``loop.add_reader``, every queued
+datagram per wake-up) rather than through a datagram protocol: the relay of hundreds of calls
+is its per-packet path, and a transport adds a call layer and an address tuple per packet.
+Once a session has latched onto its peer (symmetric RTP) it connects (:meth:`~RtpEndpoint.connect`) the
+socket, so sends skip the address lookup and the kernel drops packets from any other source;
+:meth:`~RtpEndpoint.disconnect` listens to every source again (the session does that when the
+latch is dropped or the peer has been quiet long enough for a re-latch). While connected,
+stray packets from other sources therefore never reach the receiver's ``foreign_dropped`` count.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import random
 import socket
@@ -74,42 +84,64 @@ def _allocator_for(port_range: tuple[int, int]) -> PortAllocator:
     return allocator
 
 
-class _RtpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: RtpEndpoint) -> None:
-        self.endpoint = endpoint
-        self.bind(endpoint.on_datagram, ipv6=":" in endpoint.local_host)
-
-    def bind(self, handler: DatagramHandler, *, ipv6: bool) -> None:
-        # The event loop looks datagram_received up on the instance for every packet, so an
-        # IPv4 socket calls the handler directly: one Python frame less per packet.
-        if ipv6:
-            self.datagram_received = lambda data, addr: handler(data, (addr[0], addr[1]))  # type: ignore[method-assign]
-        else:
-            self.datagram_received = handler  # type: ignore[method-assign,assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # replaced by bind()
-        self.endpoint.on_datagram(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable after the peer hung up: expected, not worth more than debug.
-        log.debug("rtp.icmp_error", port=self.endpoint.local_port, error=str(exc))
-
-
 def _ignore(data: bytes, addr: tuple[str, int]) -> None:
     return None
 
 
-class RtpEndpoint:
-    """One bound RTP socket. ``on_datagram`` may be replaced at any time."""
+_RECV_SIZE: Final = 2048  # an RTP audio packet is a few hundred bytes; nothing larger fits a path MTU
 
-    def __init__(self, local_host: str, local_port: int, allocator: PortAllocator | None) -> None:
+
+def _libc_disconnect() -> Callable[[int], int] | None:
+    """``connect(fd, AF_UNSPEC)``, which dissolves a UDP socket's association (Linux, BSDs):
+    Python's socket module has no way to spell it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        connect = libc.connect
+    except (OSError, AttributeError):
+        return None
+    unspec = ctypes.create_string_buffer(16)  # a zeroed sockaddr: sa_family 0 = AF_UNSPEC
+    return lambda fd: int(connect(fd, unspec, 16))
+
+
+_disconnect = _libc_disconnect()
+
+
+class RtpEndpoint:
+    """One bound RTP socket, read straight from the event loop (``loop.add_reader``).
+
+    ``on_datagram(data, addr)`` gets every received datagram and may be replaced at any time.
+    :meth:`connect` ties the socket to the peer once its address is known (symmetric RTP,
+    RFC 4961): the kernel then drops datagrams from anyone else, and sending and receiving
+    skip the per-packet address conversion, the largest single cost of relaying a packet
+    besides the system calls. :meth:`disconnect` listens to every source again.
+
+    Reading the socket ourselves rather than through a ``DatagramTransport`` saves a read
+    that fails with EAGAIN after every packet (RTP arrives one packet per socket per 20 ms)
+    and the transport's address handling; it also keeps an exception in the handler from
+    closing the transport. An ``OSError`` raised by the handler (the send of a relayed packet
+    failed: the peer is gone, or the socket buffer is full) drops that packet, as a network would.
+    """
+
+    def __init__(self, sock: socket.socket, local_host: str, local_port: int, allocator: PortAllocator | None) -> None:
         self.local_host = local_host
         self.local_port = local_port
+        self._sock: socket.socket | None = sock
+        self._fd = sock.fileno()
+        self._ipv6 = sock.family == socket.AF_INET6
+        self._recv = sock.recv
+        self._recvfrom = sock.recvfrom
+        self._sendto = sock.sendto
         self._on_datagram: DatagramHandler = _ignore
         self._allocator = allocator
-        self._transport: asyncio.DatagramTransport | None = None
-        self._protocol: _RtpProtocol | None = None
-        self._sendto: Callable[[bytes, tuple[str, int]], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.peer: tuple[str, int] | None = None
+        #: Send to the connected peer; raises OSError (use from inside ``on_datagram``, or catch it).
+        self.send_to_peer: Callable[[bytes], object] = sock.send
+        self.errors = 0
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self._fd, self._readable)
 
     @property
     def on_datagram(self) -> DatagramHandler:
@@ -118,25 +150,84 @@ class RtpEndpoint:
     @on_datagram.setter
     def on_datagram(self, handler: DatagramHandler) -> None:
         self._on_datagram = handler
-        if self._protocol is not None:
-            self._protocol.bind(handler, ipv6=":" in self.local_host)
+
+    def _readable(self) -> None:
+        # Every received packet of every call starts here: one system call, one handler call.
+        peer = self.peer
+        try:
+            if peer is not None:
+                data = self._recv(_RECV_SIZE)
+                addr = peer
+            else:
+                data, source = self._recvfrom(_RECV_SIZE)
+                addr = (source[0], source[1]) if self._ipv6 else source
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # an ICMP error for an earlier send (the peer's port is closed)
+            self._error("rtp.receive_error", exc)
+            return
+        try:
+            self._on_datagram(data, addr)
+        except OSError as exc:
+            self._error("rtp.send_error", exc)
+
+    def _error(self, event: str, exc: OSError) -> None:
+        self.errors += 1
+        # Expected after the peer hung up, and possibly at 50 packets a second: debug only.
+        log.debug(event, port=self.local_port, error=str(exc))
+
+    def connect(self, peer: tuple[str, int]) -> None:
+        """Receive only from ``peer`` (host, port) and send there by default."""
+        sock = self._sock
+        if sock is None or peer == self.peer:
+            return
+        try:
+            sock.connect(peer)
+        except OSError as exc:
+            self._error("rtp.connect_failed", exc)
+            return
+        self.peer = peer
+
+    def disconnect(self) -> bool:
+        """Receive from every source again; False if the system cannot (the socket stays tied)."""
+        if self.peer is None or self._sock is None:
+            return True
+        if _disconnect is None or _disconnect(self._fd) != 0:
+            log.warning("rtp.disconnect_failed", port=self.local_port, errno=ctypes.get_errno())
+            return False
+        self.peer = None
+        return True
 
     def send(self, data: bytes, addr: tuple[str, int]) -> None:
-        sendto = self._sendto
-        if sendto is not None:
-            sendto(data, addr)
+        """Send one datagram to ``addr``; failures are counted and logged at debug level, never raised."""
+        try:
+            if addr == self.peer:
+                self.send_to_peer(data)
+            elif self._sock is not None:
+                self._sendto(data, addr)
+        except OSError as exc:
+            self._error("rtp.send_error", exc)
 
     @property
     def closed(self) -> bool:
-        return self._transport is None
+        return self._sock is None
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-            self._sendto = None
-            if self._allocator is not None:
-                self._allocator.release(self.local_port)
+        sock = self._sock
+        if sock is None:
+            return
+        self._sock = None
+        self.peer = None
+        self.send_to_peer = _drop
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        sock.close()
+        if self._allocator is not None:
+            self._allocator.release(self.local_port)
+
+
+def _drop(data: bytes) -> None:
+    return None
 
 
 async def open_rtp_endpoint(
@@ -161,9 +252,6 @@ async def open_rtp_endpoint(
     attempts = 0
     for candidate in candidates:
         attempts += 1
-        endpoint = RtpEndpoint(host, candidate, allocator)
-        if on_datagram is not None:
-            endpoint.on_datagram = on_datagram
         # Bind the socket ourselves: create_datagram_endpoint(local_addr=...) goes through
         # address resolution, which cost more per call than the SIP handling at 500 calls/s.
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -176,13 +264,10 @@ async def open_rtp_endpoint(
                 raise OSError(exc.errno, f"cannot bind RTP socket on {host}:{candidate}: {exc.strerror}") from exc
             last_error = exc
             continue
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda endpoint=endpoint: _RtpProtocol(endpoint),  # type: ignore[misc]
-            sock=sock,
-        )
-        endpoint._transport = transport
-        endpoint._sendto = transport.sendto
-        endpoint._protocol = protocol
+        endpoint = RtpEndpoint(sock, host, candidate, allocator)
+        if on_datagram is not None:
+            endpoint.on_datagram = on_datagram
+        endpoint._start(loop)
         if allocator is not None:
             allocator.in_use.add(candidate)
         return endpoint

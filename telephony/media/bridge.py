@@ -45,7 +45,6 @@ class _Direction:
         "pt_in",
         "pt_out",
         "relayed",
-        "send",
         "sender",
         "seq_offset",
         "source_ssrc",
@@ -75,14 +74,12 @@ class _Direction:
         self.relayed = 0
         self.dropped = 0
         self.sender = dst.sender
-        self.send = dst.send_rtp
 
     def configure(self) -> bool:
         """Refresh codec routing from the legs' current params; False if not negotiated yet."""
         sp, dp = self.src.params, self.dst.params
         self.src_params, self.dst_params = sp, dp
         self.sender = self.dst.sender
-        self.send = self.dst.send_rtp
         if sp is None or dp is None:
             self.pt_in = -1
             return False
@@ -149,7 +146,7 @@ class _Direction:
         sender.packets += 1
         sender.octets += len(payload)
         self.relayed += 1
-        self.send(_pack_header(0x80, out_pt | marker, out_seq, out_ts, sender.ssrc) + payload)
+        self.dst.rtp_out(_pack_header(0x80, out_pt | marker, out_seq, out_ts, sender.ssrc) + payload)
 
 
 def _payload(data: bytes) -> bytes | None:

@@ -32,5 +32,11 @@ class MediaLeg(Protocol):
     def send_rtp(self, datagram: bytes) -> None:
         """Send to the peer (its latched address); dropped while on hold or not started."""
 
+    @property
+    def rtp_out(self) -> Callable[[bytes], object]:
+        """The fastest way to send a datagram to the peer, for processors that run inside a leg's
+        RTP handler (the bridge): it may raise ``OSError``, which the receiving endpoint drops
+        with the packet. Re-read it for every packet: it changes as the peer is latched."""
+
     def set_rtp_handler(self, handler: RtpHandler | None) -> None:
         """Route received RTP to ``handler`` instead of the leg's own processing (None restores it)."""

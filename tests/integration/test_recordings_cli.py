@@ -48,6 +48,7 @@ class StandInLeg:
 
     def __init__(self) -> None:
         self.sender = RtpSender()
+        self.rtp_out = self.send_rtp
 
     def send_rtp(self, datagram: bytes) -> None:
         return None

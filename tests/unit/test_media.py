@@ -27,6 +27,7 @@ class FakeLeg:
         self.sender = RtpSender(ssrc=ssrc, seq=1000, timestamp=50_000)
         self.sent: list[RtpPacket] = []
         self.handler: RtpHandler | None = None
+        self.rtp_out = self.send_rtp
 
     def send_rtp(self, datagram: bytes) -> None:
         self.sent.append(RtpPacket.parse(datagram))
