@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """AMD benchmark: a labelled set of generated greetings, classified by dialer.amd.
 
 Generates at run time with espeak-ng (text to speech, several voices and speeds) and sox
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -25,9 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve() and VENV_PYTHON.exists():
+    os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
+sys.path.insert(0, str(ROOT))
 
-from dialer.amd import AmdVerdict, BeepDetector, classify
+from dialer.amd import AmdVerdict, BeepDetector, classify  # noqa: E402
 
 RATE = 8000
 HUMAN_PHRASES = [

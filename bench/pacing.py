@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Pacing benchmark: the issue's standard scenario, every algorithm side by side.
 
 20 agents, answer probability 0.3, ring-to-answer mean 8 s, lognormal talk time mean 120 s,
@@ -12,13 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve() and VENV_PYTHON.exists():
+    os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
+sys.path.insert(0, str(ROOT))
 
-from dialer.simulator import ALGORITHMS, SimulationParams, compare
+from dialer.simulator import ALGORITHMS, SimulationParams, compare  # noqa: E402
 
 
 def main() -> int:
