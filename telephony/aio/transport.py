@@ -97,6 +97,30 @@ class _Tcp(asyncio.Protocol):
             del self.owner._tcp[(self.peer.host, self.peer.port)]
 
 
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+"""Asked for on the SIP UDP socket. Linux's default (208 KiB) holds about 90 datagrams, and a
+trunk delivering a hundred INVITEs at once (plus the agents' 100 Trying and 180 for each)
+overflows it: dropped requests come back only on Timer A, 0.5 s later (bench/acd_sip's burst
+series dropped 56-246 datagrams a run). The kernel caps the size at net.core.rmem_max."""
+
+
+def _grow_receive_buffer(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    except OSError as exc:
+        log.warning("sip.udp_receive_buffer", error=str(exc))
+        return
+    if granted < UDP_RECEIVE_BUFFER:  # Linux reports twice what it grants, for its bookkeeping
+        log.info(
+            "sip.udp_receive_buffer",
+            bytes=granted,
+            detail="capped by net.core.rmem_max; raise it (sysctl) if bursts of calls get retransmitted",
+        )
+
+
 class SipTransport:
     """UDP and TCP listeners on the same host and port."""
 
@@ -118,6 +142,7 @@ class SipTransport:
                 lambda: _Udp(self.on_message), local_addr=(host, port), family=family
             )
             bound = int(udp_transport.get_extra_info("sockname")[1])
+            _grow_receive_buffer(udp_transport.get_extra_info("socket"))
             if not tcp:
                 break
             try:
