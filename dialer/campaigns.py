@@ -603,5 +603,8 @@ def describe(settings: CampaignSettings) -> Sequence[tuple[str, str]]:
         ("region", s.region or "(numbers must carry +country code)"),
         ("effective call", f">= {s.effective_call_seconds} s, daily target {s.daily_target}"),
         ("dispositions", ", ".join(d.code for d in s.dispositions)),
-        ("recording", s.recording.policy + (f" {s.recording.sample_percent:g}%" if s.recording.policy == "sample" else "")),  # noqa: E501
+        (
+            "recording",
+            s.recording.policy + (f" {s.recording.sample_percent:g}%" if s.recording.policy == "sample" else ""),
+        ),
     ]

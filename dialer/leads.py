@@ -200,9 +200,10 @@ async def export_leads(
         where.append(Lead.status.in_(list(statuses)))
     keys: dict[str, None] = {}
     attr_stream = await session.stream(
-        select(Contact.attributes).join(Lead, Lead.contact_id == Contact.id).where(*where).execution_options(
-            yield_per=2000
-        )
+        select(Contact.attributes)
+        .join(Lead, Lead.contact_id == Contact.id)
+        .where(*where)
+        .execution_options(yield_per=2000)
     )
     async for (attrs,) in attr_stream:
         for key in attrs or {}:

@@ -660,4 +660,3 @@ def make_pacing(name: str, **options: float) -> PacingModel:
     except KeyError:
         raise ValueError(f"unknown pacing algorithm {name!r}; choose one of {', '.join(factories)}") from None
     return factory(**options)
-

@@ -40,6 +40,7 @@ async def in_log_context(coro: Awaitable[_T], **context: object) -> _T:
     with bound_contextvars(**{k: v for k, v in context.items() if v is not None}):
         return await coro
 
+
 _HANDLER_NAME = "dialer-structlog"
 
 LogFormat = Literal["auto", "json", "console"]

@@ -207,9 +207,7 @@ def _open_csv(path: Path, head: bytes) -> TableSource:
             for cells in reader:
                 yield reader.line_num, cells
         except csv.Error as exc:
-            raise ListFileError(
-                f"{path}: line {reader.line_num}: {exc}; fix that line or {HOW_TO_SAVE}"
-            ) from None
+            raise ListFileError(f"{path}: line {reader.line_num}: {exc}; fix that line or {HOW_TO_SAVE}") from None
         except UnicodeDecodeError as exc:
             raise ListFileError(f"{path}: cannot decode as {encoding} ({exc.reason}); re-save it as UTF-8") from None
 

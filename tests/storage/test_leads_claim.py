@@ -133,7 +133,9 @@ async def test_leads_export_round_trip(db: Db, tmp_path: Path) -> None:
         await create_campaign(s, "sales", CampaignSettings(region="CN"))
         await create_campaign(s, "copy", CampaignSettings(region="CN"))
     src = tmp_path / "in.csv"
-    src.write_text("电话,备用电话,姓名,VIP,备注,城市\n13800138000,13900139000,张三,是,老客户,杭州\n13700137000,,李四,否,,\n")
+    src.write_text(
+        "电话,备用电话,姓名,VIP,备注,城市\n13800138000,13900139000,张三,是,老客户,杭州\n13700137000,,李四,否,,\n"
+    )
     await import_list(db.sessionmaker, src, campaign="sales", now=NOW)
     out = tmp_path / "export.csv"
     async with db.sessionmaker() as s:

@@ -242,7 +242,6 @@ def test_make_pacing_names() -> None:
         make_pacing("turbo")
 
 
-
 durations = st.floats(min_value=0.0, max_value=600.0, allow_nan=False)
 
 

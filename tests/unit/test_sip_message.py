@@ -22,7 +22,7 @@ INVITE = (
     b"CSeq: 314159 INVITE\r\n"
     b"m: <sip:alice@pc33.atlanta.example.com>;expires=60, <sip:alice@10.0.0.1:5070;transport=tcp>;q=0.5\r\n"
     b"Subject: folded\r\n  across lines\r\n"
-    b"WWW-Authenticate: Digest realm=\"a,b\", nonce=\"x\"\r\n"
+    b'WWW-Authenticate: Digest realm="a,b", nonce="x"\r\n'
     b"c: application/sdp\r\n"
     b"l: 4\r\n\r\nv=0\r\nEXTRA"
 )
