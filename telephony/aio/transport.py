@@ -113,7 +113,7 @@ def _grow_receive_buffer(sock: socket.socket | None) -> None:
     except OSError as exc:
         log.warning("sip.udp_receive_buffer", error=str(exc))
         return
-    if granted < UDP_RECEIVE_BUFFER:  # Linux reports twice what it grants, for its bookkeeping
+    if granted < 2 * UDP_RECEIVE_BUFFER:  # Linux reports twice what it grants (its bookkeeping)
         log.info(
             "sip.udp_receive_buffer",
             bytes=granted,

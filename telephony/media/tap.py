@@ -117,24 +117,30 @@ class Tap:
             # A renegotiated codec: packets in the old one may still be pending, or arrive late.
             ch.set_codec(codec)
             ch.packets[pos] = payload
-        if now >= self._next_flush:
-            if now - self._next_flush < self.flush_interval:
-                self.flush(now)
-            else:
-                # Idle for a whole interval or more (the tap was made before the audio flowed,
-                # or the call paused): rejoin this tap's own phase instead of flushing on this
-                # packet, which the other taps made at the same time would share.
-                missed = (now - self._next_flush) // self.flush_interval
-                self._next_flush += (missed + 1) * self.flush_interval
+        # Missed a whole interval or more (the tap was made before the audio flowed, or the call
+        # paused): rejoin this tap's phase instead of flushing on this packet, which the other
+        # taps made at the same time would share.
+        if now >= self._next_flush and self._rearm(now) == 0:
+            self._emit_due(now)
 
     def flush(self, now: float) -> None:
         """Emit every whole frame older than ``delay`` (silence where nothing arrived)."""
         if now >= self._next_flush:
-            # Keep this tap's phase: re-arming from ``now`` would let taps drift onto each
-            # other, and hundreds of calls flushing in the same instant stall the relay for
-            # milliseconds (measured: p99 relay delay 3-5 ms instead of under 1 ms).
-            missed = (now - self._next_flush) // self.flush_interval
-            self._next_flush += (missed + 1) * self.flush_interval
+            self._rearm(now)
+        self._emit_due(now)
+
+    def _rearm(self, now: float) -> int:
+        """Move the next flush to this tap's first phase point after ``now``; intervals missed.
+
+        Re-arming from ``now`` instead would let taps drift onto each other, and hundreds of
+        calls flushing in the same instant stall the relay for milliseconds (measured: p99
+        relay delay 3-5 ms instead of under 1 ms).
+        """
+        missed = int((now - self._next_flush) // self.flush_interval)
+        self._next_flush += (missed + 1) * self.flush_interval
+        return missed
+
+    def _emit_due(self, now: float) -> None:
         target = int((now - self._t0) * self.clock_rate) - self._delay
         self._emit_until(target - target % FRAME_SAMPLES)
 
